@@ -1,0 +1,314 @@
+/**
+ * A simulated process (a single-threaded task group): credentials, rlimits, an fd table of
+ * refcounted files, an address space, and the syscall entry points. Each syscall is one boundary:
+ * a `KernelError` thrown anywhere below becomes `{ ret: -1, errno, reason }` and is traced; any
+ * other exception is an emulator bug and propagates.
+ */
+
+import { Errno, KernelError, fail } from '../errno.js';
+import type { Machine, UserStruct } from './machine.js';
+import { MAP_ANONYMOUS, MAP_PRIVATE, type Mm, PROT_READ, PROT_WRITE } from './mm/mm.js';
+import { big, hex } from './trace.js';
+import type { TraceValue } from './trace.js';
+import { type File, O_RDWR, POLLIN, POLLOUT } from './vfs.js';
+
+/** Capabilities the emulated kernel checks (include/uapi/linux/capability.h). */
+export const CAP_IPC_LOCK = 14;
+export const CAP_SYS_RAWIO = 17;
+export const CAP_SYS_PTRACE = 19;
+export const CAP_SYS_ADMIN = 21;
+export const CAP_SYS_RESOURCE = 24;
+export const CAP_LAST_CAP = 40;
+
+export const RLIM_INFINITY = (1n << 64n) - 1n;
+
+export interface Cred {
+  uid: number;
+  gid: number;
+  caps: ReadonlySet<number>;
+}
+
+export interface Rlimits {
+  /** RLIMIT_MEMLOCK in bytes. */
+  memlock: bigint;
+  /** RLIMIT_NOFILE. */
+  nofile: number;
+}
+
+/** What a syscall returns: `ret` is -1 on failure, with the errno and the check that failed. */
+export interface SysResult<T = number> {
+  ret: T | -1;
+  errno: number;
+  reason?: string;
+}
+
+/** Return the value of a successful syscall, or throw its KernelError. */
+export function must<T>(r: SysResult<T>): T {
+  if (r.errno) throw new KernelError(r.errno, r.reason ?? '');
+  return r.ret as T;
+}
+
+const SCRATCH_SIZE = 1n << 20n;
+
+export class Process {
+  readonly pid: number;
+  readonly machine: Machine;
+  readonly parent: Process | null;
+  mm: Mm;
+  cred: Cred;
+  rlimits: Rlimits;
+  /** The task's fail-nth counter (/proc/self/task/TID/fail-nth). */
+  failNth = 0;
+  exited = false;
+  readonly #fds: (File | null)[] = [];
+  #scratch: bigint | null = null;
+
+  constructor(machine: Machine, pid: number, mm: Mm, cred: Cred, rlimits: Rlimits, parent: Process | null) {
+    this.machine = machine;
+    this.pid = pid;
+    this.mm = mm;
+    this.cred = cred;
+    this.rlimits = rlimits;
+    this.parent = parent;
+  }
+
+  /** The user_struct this task charges locked memory to. */
+  get user(): UserStruct {
+    return this.machine.userFor(this.cred.uid);
+  }
+
+  capable(cap: number): boolean {
+    return this.cred.caps.has(cap);
+  }
+
+  /** fget: the file behind `fd`, or EBADF. */
+  fget(fd: number): File {
+    const f = Number.isInteger(fd) && fd >= 0 ? this.#fds[fd] : undefined;
+    if (!f) fail(Errno.EBADF, `fd ${fd} is not open in pid ${this.pid}`);
+    return f;
+  }
+
+  /** Install a file at the lowest free fd (the file's reference moves into the table). */
+  installFd(file: File): number {
+    let fd = this.#fds.indexOf(null);
+    if (fd < 0) fd = this.#fds.length;
+    if (fd >= this.rlimits.nofile) {
+      fail(Errno.EMFILE, `pid ${this.pid} has RLIMIT_NOFILE=${this.rlimits.nofile} files open`);
+    }
+    this.#fds[fd] = file;
+    return fd;
+  }
+
+  /** Open fds, for invariant checks and teardown. */
+  openFds(): number[] {
+    return this.#fds.flatMap((f, i) => (f ? [i] : []));
+  }
+
+  #sys<T extends number | bigint>(
+    call: string,
+    args: Record<string, TraceValue>,
+    body: () => T,
+    extra?: { what?: string; out?: () => string | undefined },
+  ): SysResult<T> {
+    let res: SysResult<T>;
+    if (this.exited) {
+      res = { ret: -1, errno: Errno.ESRCH, reason: `pid ${this.pid} has exited` };
+    } else {
+      try {
+        res = { ret: body(), errno: 0 };
+      } catch (e) {
+        if (!(e instanceof KernelError)) throw e;
+        res = { ret: -1, errno: e.errno, reason: e.reason };
+      }
+    }
+    const tr = this.machine.tracer;
+    if (tr.active) {
+      const out = extra?.out?.();
+      tr.emit({
+        pid: this.pid,
+        call,
+        args,
+        ret: typeof res.ret === 'bigint' ? big(res.ret) : res.ret,
+        errno: res.errno,
+        ...(res.reason !== undefined ? { reason: res.reason } : {}),
+        ...(out !== undefined ? { out } : {}),
+        ...(extra?.what !== undefined ? { what: extra.what } : {}),
+      });
+    }
+    return res;
+  }
+
+  open(path: string, flags = O_RDWR): SysResult {
+    return this.#sys('open', { path, flags }, () => {
+      const dev = this.machine.devices.lookup(path);
+      const file = dev.open(this, flags, path);
+      try {
+        return this.installFd(file);
+      } catch (e) {
+        file.put();
+        throw e;
+      }
+    });
+  }
+
+  close(fd: number): SysResult {
+    return this.#sys('close', { fd }, () => {
+      const f = this.fget(fd);
+      this.#fds[fd] = null;
+      f.put();
+      return 0;
+    });
+  }
+
+  dup(fd: number): SysResult {
+    return this.#sys('dup', { fd }, () => {
+      const f = this.fget(fd);
+      return this.installFd(f.get());
+    });
+  }
+
+  /**
+   * ioctl. `arg` is a user pointer, or bytes: then the bytes are placed in this process's memory,
+   * the ioctl gets their address, and the bytes are updated in place with what the kernel wrote.
+   */
+  ioctl(fd: number, cmd: number, arg: bigint | Uint8Array = 0n): SysResult {
+    const what = this.machine.ioctlName(cmd);
+    if (typeof arg === 'bigint') {
+      return this.#sys('ioctl', { fd, cmd, arg: big(arg) }, () => this.#doIoctl(fd, cmd, arg), { what });
+    }
+    const buf = arg;
+    const input = hex(buf);
+    return this.#sys(
+      'ioctl',
+      { fd, cmd, in: input },
+      () => {
+        const addr = this.scratch(buf.length);
+        this.mm.write(addr, buf);
+        try {
+          return this.#doIoctl(fd, cmd, addr);
+        } finally {
+          buf.set(this.mm.read(addr, buf.length));
+        }
+      },
+      { what, out: () => hex(buf) },
+    );
+  }
+
+  #doIoctl(fd: number, cmd: number, arg: bigint): number {
+    const f = this.fget(fd);
+    if (!f.ops.ioctl) fail(Errno.ENOTTY, `${f.ops.name} has no ioctls`);
+    return f.ops.ioctl(f, cmd, arg, this);
+  }
+
+  read(fd: number, buf: bigint, count: number): SysResult {
+    return this.#sys('read', { fd, buf: big(buf), count }, () => {
+      const f = this.fget(fd);
+      if (!f.ops.read) fail(Errno.EINVAL, `${f.ops.name} cannot be read`);
+      return f.ops.read(f, this, buf, count);
+    });
+  }
+
+  write(fd: number, buf: bigint, count: number): SysResult {
+    return this.#sys('write', { fd, buf: big(buf), count }, () => {
+      const f = this.fget(fd);
+      if (!f.ops.write) fail(Errno.EINVAL, `${f.ops.name} cannot be written`);
+      return f.ops.write(f, this, buf, count);
+    });
+  }
+
+  /** poll one fd: returns its revents (a file without a poll op is always ready, as in the kernel). */
+  poll(fd: number): SysResult {
+    return this.#sys('poll', { fd }, () => {
+      const f = this.fget(fd);
+      return f.ops.poll ? f.ops.poll(f, this) : POLLIN | POLLOUT;
+    });
+  }
+
+  mmap(addr: bigint, length: bigint, prot: number, flags: number): SysResult<bigint> {
+    return this.#sys('mmap', { addr: big(addr), length: big(length), prot, flags }, () => this.mm.mmap(addr, length, prot, flags));
+  }
+
+  munmap(addr: bigint, length: bigint): SysResult {
+    return this.#sys('munmap', { addr: big(addr), length: big(length) }, () => {
+      this.mm.munmap(addr, length);
+      return 0;
+    });
+  }
+
+  /** Write this process's memory as the program itself would (traced as `poke`). */
+  poke(addr: bigint, data: Uint8Array): SysResult {
+    return this.#sys('poke', { addr: big(addr), data: hex(data) }, () => {
+      this.mm.write(addr, data);
+      return 0;
+    });
+  }
+
+  /** Read this process's memory (traced as `peek`); EFAULT where unmapped. */
+  peek(addr: bigint, length: number): Uint8Array {
+    let out: Uint8Array = new Uint8Array(0);
+    must(
+      this.#sys('peek', { addr: big(addr), length }, () => {
+        out = this.mm.read(addr, length);
+        return 0;
+      }, { out: () => hex(out) }),
+    );
+    return out;
+  }
+
+  /** Arm fail-nth for this task, as writing /proc/self/task/TID/fail-nth does. */
+  setFailNth(n: number): void {
+    this.#sys('fail_nth', { n }, () => {
+      this.failNth = n;
+      return 0;
+    });
+  }
+
+  /** A scratch buffer in this process for byte-array ioctl arguments. */
+  scratch(length: number): bigint {
+    if (BigInt(length) > SCRATCH_SIZE) fail(Errno.E2BIG, `ioctl argument of ${length} bytes exceeds the scratch buffer`);
+    this.#scratch ??= this.mm.mmap(0n, SCRATCH_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    return this.#scratch;
+  }
+
+  fork(): Process {
+    if (this.exited) fail(Errno.ESRCH, `pid ${this.pid} has exited`);
+    const child = this.machine.forkProcess(this, this.mm.fork());
+    child.#scratch = this.#scratch;
+    this.#fds.forEach((f, i) => {
+      if (f) child.#fds[i] = f.get();
+    });
+    this.machine.tracer.emit({ pid: this.pid, call: 'fork', args: {}, ret: child.pid, errno: 0 });
+    return child;
+  }
+
+  /** exit: close every fd, tear the address space down, leave the process table. */
+  exit(): void {
+    if (this.exited) return;
+    this.#fds.forEach((f, i) => {
+      if (f) {
+        this.#fds[i] = null;
+        f.put();
+      }
+    });
+    this.mm.teardown();
+    this.exited = true;
+    this.machine.reap(this);
+    this.machine.tracer.emit({ pid: this.pid, call: 'exit', args: {}, ret: 0, errno: 0 });
+  }
+
+  openOrThrow(path: string, flags = O_RDWR): number {
+    return must(this.open(path, flags));
+  }
+
+  ioctlOrThrow(fd: number, cmd: number, arg: bigint | Uint8Array = 0n): number {
+    return must(this.ioctl(fd, cmd, arg));
+  }
+
+  closeOrThrow(fd: number): void {
+    must(this.close(fd));
+  }
+
+  mmapOrThrow(length: bigint, prot = PROT_READ | PROT_WRITE, flags = MAP_PRIVATE | MAP_ANONYMOUS, addr = 0n): bigint {
+    return must(this.mmap(addr, length, prot, flags));
+  }
+}
