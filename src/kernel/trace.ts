@@ -70,7 +70,7 @@ export function fromJsonl(text: string): TraceEvent[] {
 /** One line for people: `ioctl(3, IOMMU_IOAS_MAP) = -1 EINVAL (iommu_ioas_map.length …)`. */
 export function formatEvent(e: TraceEvent): string {
   const args = Object.entries(e.args)
-    .filter(([k]) => k !== 'in')
+    .filter(([k]) => k !== 'in' && !(k === 'cmd' && e.what))
     .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
     .join(', ');
   const head = `[${e.pid}] ${e.call}(${e.what ? `${e.what}${args ? ', ' : ''}` : ''}${args})`;

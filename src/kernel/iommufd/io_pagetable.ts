@@ -16,7 +16,7 @@
 
 import { Errno, KernelError, fail } from '../../errno.js';
 import { IntervalTree, type IntervalNode, doubleSpans } from '../lib/interval_tree.js';
-import { type Frame, PAGE_SIZE, PAGE_SIZE_N } from '../mm/physmem.js';
+import { type Frame, PAGE_SIZE_N } from '../mm/physmem.js';
 import type { Process } from '../process.js';
 import type { IoptPages } from './pages.js';
 
@@ -270,7 +270,7 @@ export class IoPagetable {
    * iopt_unmap_iova_range: remove every area inside [start, last]. An area only partly inside
    * stops the walk with ENOENT; areas removed before it stay removed, as in the kernel.
    */
-  unmapRange(start: bigint, last: bigint): { unmapped: bigint; error?: unknown } {
+  unmapRange(start: bigint, last: bigint): { unmapped: bigint; error?: KernelError } {
     let unmapped = 0n;
     let cur = start;
     let area: IoptArea | null;
@@ -295,14 +295,14 @@ export class IoPagetable {
   }
 
   /** iopt_unmap_iova. */
-  unmapIova(iova: bigint, length: bigint): { unmapped: bigint; error?: unknown } {
+  unmapIova(iova: bigint, length: bigint): { unmapped: bigint; error?: KernelError } {
     if (length === 0n) return { unmapped: 0n, error: kerr(Errno.EINVAL, 'length is 0') };
     const last = iova + length - 1n;
     if (last > ULONG_MAX) return { unmapped: 0n, error: kerr(Errno.EOVERFLOW, `iova ${hx(iova)} + length ${hx(length)} overflows`) };
     return this.unmapRange(iova, last);
   }
 
-  unmapAll(): { unmapped: bigint; error?: unknown } {
+  unmapAll(): { unmapped: bigint; error?: KernelError } {
     return this.unmapRange(0n, ULONG_MAX);
   }
 

@@ -35,7 +35,7 @@ export class IommufdIoas extends IommufdObject {
 
   destroy(): void {
     const { error } = this.iopt.unmapAll();
-    if (error && !(error instanceof KernelError && error.errno === Errno.ENOENT)) throw error;
+    if (error && error.errno !== Errno.ENOENT) throw error;
     this.iopt.removeReserved(null);
   }
 }
@@ -145,7 +145,7 @@ export function ioasCopy(u: Ucmd<typeof iommu_ioas_copy>): number {
 export function ioasUnmap(u: Ucmd<typeof iommu_ioas_unmap>): number {
   const c = u.cmd;
   const ioas = getIoas(u.ictx, u.task, c.ioas_id);
-  let res: { unmapped: bigint; error?: unknown };
+  let res: { unmapped: bigint; error?: KernelError };
   if (c.iova === 0n && c.length === ULONG_MAX) {
     res = ioas.iopt.unmapAll();
     if (res.error) throw res.error;

@@ -48,7 +48,7 @@ import { copyStructFromUser, copyToUser, getUser32 } from '../uaccess.js';
 import { File, type FileOperations, O_RDWR } from '../vfs.js';
 import { IommufdIoas, getIoas, ioasAlloc, ioasAllowIovas, ioasCopy, ioasIovaRanges, ioasMap, ioasOption, ioasUnmap } from './ioas.js';
 import { IOMMUFD_OBJ, IOPT_PAGES_ACCOUNT, IommufdCtx } from './object.js';
-import { Ucmd, type ValueOf } from './ucmd.js';
+import { Ucmd } from './ucmd.js';
 
 /** The misc device numbers: /dev/iommu gets a dynamic minor; this is what the oracle reports. */
 export const MISC_MAJOR = 10;
@@ -198,7 +198,7 @@ export class IommufdModule {
     }
     if (userSize < o.minSize) fail(Errno.EINVAL, `${o.name}: size ${userSize} is below the minimum ${o.minSize}`);
     const raw = copyStructFromUser(task, o.schema.size, arg, userSize, o.schema.name);
-    const u = new Ucmd(ictx, task, arg, userSize, o.schema, o.schema.decode(raw) as ValueOf<AnyStruct>);
+    const u = new Ucmd(ictx, task, arg, userSize, o.schema, o.schema.decode(raw));
     return o.execute(u);
   }
 

@@ -29,7 +29,7 @@ export class Ucmd<S extends AnyStruct> {
 
   /** iommufd_ucmd_respond: copy the struct back, no more than the user's size of it. */
   respond(): void {
-    const bytes = this.schema.encode(this.cmd as Parameters<S['encode']>[0]);
+    const bytes = this.schema.encode(this.cmd);
     copyToUser(this.task, this.ubuffer, bytes.subarray(0, Math.min(this.userSize, bytes.length)), `writing back ${this.schema.name}`);
   }
 }
