@@ -81,7 +81,7 @@ export function call<F extends FieldMap>(
   v: Partial<StructValue<F>>,
   size: number = schema.size,
 ): { r: SysResult; out: StructValue<F>; bytes: Uint8Array } {
-  const full = schema.encode({ ...v, ...('size' in schema.zero() ? { size } : {}) } as Partial<StructValue<F>>);
+  const full = schema.encode({ ...v, ...('size' in schema.zero() ? { size } : {}) });
   const bytes = new Uint8Array(Math.max(size, 4));
   bytes.set(full.subarray(0, Math.min(size, full.length)));
   const r = p.ioctl(fd, cmd, bytes);
