@@ -15,7 +15,7 @@
  */
 
 import { Errno, KernelError, fail } from '../../errno.js';
-import { IntervalTree, type IntervalNode, doubleSpans } from '../lib/interval_tree.js';
+import { IntervalTree, type IntervalNode } from '../lib/interval_tree.js';
 import { type Frame, PAGE_SIZE_N } from '../mm/physmem.js';
 import type { Process } from '../process.js';
 import type { IoptPages } from './pages.js';
@@ -123,8 +123,11 @@ export class IoPagetable {
     const allowedSpans = this.allowed.isEmpty() ? [{ isHole: false, start: lo, last: hi }] : this.allowed.spans(lo, hi);
     for (const a of allowedSpans) {
       if (a.isHole || fit(a.start, a.last) === null) continue;
-      for (const u of doubleSpans(this.reserved, this.areas, a.start, a.last)) {
-        if (u.isHole) {
+      // The holes between areas, found in O(log n), then cut by the (few) reserved ranges: the
+      // same maximal free ranges interval_tree_double_span_iter walks, lowest first.
+      for (const h of this.areas.holes(a.start, a.last, length)) {
+        for (const u of this.reserved.spans(h.start, h.last)) {
+          if (!u.isHole) continue;
           const at = fit(u.start, u.last);
           if (at !== null) return at;
         }

@@ -188,7 +188,8 @@ export class IommufdCtx {
     while (this.#table.size) {
       let destroyed = 0;
       for (const obj of this.objects()) {
-        if (obj.users !== 1) continue;
+        // An earlier destroy in this pass may already have taken this object with it.
+        if (obj.users !== 1 || this.#table.get(obj.id) !== obj) continue;
         this.#destroyPublished(obj);
         destroyed++;
       }

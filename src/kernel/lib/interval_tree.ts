@@ -20,6 +20,10 @@ interface TreapNode<T extends IntervalNode> {
   seq: number;
   prio: number;
   maxLast: bigint;
+  /** The smallest start in the subtree. */
+  minStart: bigint;
+  /** The widest gap between neighbours inside the subtree (meaningful for disjoint trees). */
+  maxGap: bigint;
   left: TreapNode<T> | null;
   right: TreapNode<T> | null;
 }
@@ -60,9 +64,22 @@ export class IntervalTree<T extends IntervalNode> {
 
   static #fix<T extends IntervalNode>(n: TreapNode<T>): void {
     let m = n.item.last;
-    if (n.left && n.left.maxLast > m) m = n.left.maxLast;
-    if (n.right && n.right.maxLast > m) m = n.right.maxLast;
+    let g = -1n;
+    const { left, right } = n;
+    if (left) {
+      if (left.maxLast > m) m = left.maxLast;
+      const edge = n.item.start - left.maxLast - 1n;
+      g = left.maxGap > edge ? left.maxGap : edge;
+    }
+    if (right) {
+      if (right.maxLast > m) m = right.maxLast;
+      const edge = right.minStart - n.item.last - 1n;
+      if (edge > g) g = edge;
+      if (right.maxGap > g) g = right.maxGap;
+    }
     n.maxLast = m;
+    n.minStart = left ? left.minStart : n.item.start;
+    n.maxGap = g;
   }
 
   static #less<T extends IntervalNode>(a: TreapNode<T>, b: TreapNode<T>): boolean {
@@ -100,7 +117,16 @@ export class IntervalTree<T extends IntervalNode> {
   insert(item: T): void {
     if (this.#nodes.has(item)) throw new Error('interval already in the tree');
     if (item.last < item.start) throw new Error(`bad interval [${item.start}, ${item.last}]`);
-    const node: TreapNode<T> = { item, seq: this.#seq++, prio: this.#nextPrio(), maxLast: item.last, left: null, right: null };
+    const node: TreapNode<T> = {
+      item,
+      seq: this.#seq++,
+      prio: this.#nextPrio(),
+      maxLast: item.last,
+      minStart: item.start,
+      maxGap: -1n,
+      left: null,
+      right: null,
+    };
     const [l, r] = this.#split(this.#root, node);
     this.#root = this.#merge(this.#merge(l, node), r);
     this.#nodes.set(item, node);
@@ -170,6 +196,42 @@ export class IntervalTree<T extends IntervalNode> {
       yield top.item;
       n = top.right;
     }
+  }
+
+  /**
+   * The holes of [lo, hi] no node covers, in order, skipping every subtree whose inner gaps are
+   * all narrower than `minSize` — so finding the first hole that can hold `minSize` bytes costs
+   * O(log n) however many nodes sit below it. Only for trees whose nodes are disjoint (areas);
+   * holes narrower than `minSize` may still be reported at subtree edges.
+   */
+  *holes(lo: bigint, hi: bigint, minSize: bigint): Generator<Span> {
+    let prev = lo - 1n;
+    function* hole(nextStart: bigint): Generator<Span> {
+      const end = nextStart - 1n < hi ? nextStart - 1n : hi;
+      if (end > prev && end - prev >= minSize) yield { isHole: true, start: prev + 1n, last: end };
+    }
+    function* walk(n: TreapNode<T> | null): Generator<Span> {
+      if (!n || n.maxLast < lo || n.minStart > hi || prev >= hi) return;
+      if (n.left) {
+        if (n.left.maxGap >= minSize) yield* walk(n.left);
+        else if (n.left.maxLast >= lo && n.left.minStart <= hi) {
+          yield* hole(n.left.minStart);
+          if (n.left.maxLast > prev) prev = n.left.maxLast;
+        }
+      }
+      if (prev >= hi || n.item.start > hi) return;
+      yield* hole(n.item.start);
+      if (n.item.last > prev) prev = n.item.last;
+      if (n.right) {
+        if (n.right.maxGap >= minSize) yield* walk(n.right);
+        else if (n.right.maxLast >= lo && n.right.minStart <= hi) {
+          yield* hole(n.right.minStart);
+          if (n.right.maxLast > prev) prev = n.right.maxLast;
+        }
+      }
+    }
+    yield* walk(this.#root);
+    if (prev < hi && hi - prev >= minSize) yield { isHole: true, start: prev + 1n, last: hi };
   }
 
   /**
