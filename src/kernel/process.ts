@@ -8,6 +8,7 @@
 import { Errno, KernelError, fail } from '../errno.js';
 import type { Machine, UserStruct } from './machine.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, type Mm, PROT_READ, PROT_WRITE } from './mm/mm.js';
+import { procOpen } from './procfs.js';
 import { big, hex } from './trace.js';
 import type { TraceValue } from './trace.js';
 import { type File, O_RDWR, POLLIN, POLLOUT } from './vfs.js';
@@ -140,8 +141,7 @@ export class Process {
 
   open(path: string, flags = O_RDWR): SysResult {
     return this.#sys('open', { path, flags }, () => {
-      const dev = this.machine.devices.lookup(path);
-      const file = dev.open(this, flags, path);
+      const file = procOpen(this, path, flags) ?? this.machine.devices.lookup(path).open(this, flags, path);
       try {
         return this.installFd(file);
       } catch (e) {

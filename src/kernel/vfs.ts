@@ -31,6 +31,8 @@ export class File {
   readonly ops: FileOperations;
   readonly path: string;
   flags: number;
+  /** The file position, for files read as a stream. */
+  pos = 0;
   refs = 1;
   /** The subsystem's state for this open file (private_data). */
   priv: unknown;
