@@ -80,6 +80,7 @@ export class Machine {
     const uid = opts.uid ?? 0;
     const cred: Cred = { uid, gid: opts.gid ?? uid, caps: new Set(opts.caps ?? (uid === 0 ? ALL_CAPS : [])) };
     const rlimits: Rlimits = { memlock: opts.memlock ?? 8n << 20n, nofile: opts.nofile ?? 1024 };
+    this.userFor(uid);
     const p = new Process(this, this.#nextPid++, new Mm(this.phys, this.hugePool), cred, rlimits, null);
     this.#procs.set(p.pid, p);
     for (const flags of [O_RDONLY, O_WRONLY, O_WRONLY]) p.installFd(new File(NULL_FOPS, '/dev/null', flags, null));

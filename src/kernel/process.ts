@@ -163,7 +163,9 @@ export class Process {
   dup(fd: number): SysResult {
     return this.#sys('dup', { fd }, () => {
       const f = this.fget(fd);
-      return this.installFd(f.get());
+      const newfd = this.installFd(f);
+      f.get();
+      return newfd;
     });
   }
 
@@ -245,14 +247,14 @@ export class Process {
 
   /** Read this process's memory (traced as `peek`); EFAULT where unmapped. */
   peek(addr: bigint, length: number): Uint8Array {
-    let out: Uint8Array = new Uint8Array(0);
+    let out: Uint8Array | null = null;
     must(
       this.#sys('peek', { addr: big(addr), length }, () => {
         out = this.mm.read(addr, length);
         return 0;
-      }, { out: () => hex(out) }),
+      }, { out: () => (out ? hex(out) : undefined) }),
     );
-    return out;
+    return out ?? new Uint8Array(0);
   }
 
   /** Arm fail-nth for this task, as writing /proc/self/task/TID/fail-nth does. */

@@ -49,11 +49,24 @@ export function getUser32(task: Process, uaddr: bigint, what = 'get_user'): numb
 export function copyStructFromUser(task: Process, ksize: number, uaddr: bigint, usize: number, what: string): Uint8Array {
   const out = new Uint8Array(ksize);
   const n = Math.min(ksize, usize);
-  if (usize > ksize) {
-    const rest = copyFromUser(task, uaddr + BigInt(ksize), usize - ksize, what);
-    const at = rest.findIndex((b) => b !== 0);
-    if (at >= 0) fail(Errno.E2BIG, `${what}: byte ${ksize + at} of the ${usize}-byte struct is non-zero past the ${ksize} bytes this kernel knows`);
-  }
+  if (usize > ksize) checkZeroedUser(task, uaddr + BigInt(ksize), usize - ksize, ksize, what);
   out.set(copyFromUser(task, uaddr, n, what));
   return out;
+}
+
+/**
+ * check_zeroed_user: walk the trailing bytes a machine word at a time (from the word holding the
+ * first byte), so a non-zero byte is reported (E2BIG) before a fault in a later word (EFAULT).
+ */
+function checkZeroedUser(task: Process, from: bigint, size: number, ksize: number, what: string): void {
+  const end = from + BigInt(size);
+  for (let word = from & ~7n; word < end; word += 8n) {
+    const lo = word < from ? from : word;
+    const hi = word + 8n < end ? word + 8n : end;
+    const bytes = copyFromUser(task, lo, Number(hi - lo), what);
+    const at = bytes.findIndex((b) => b !== 0);
+    if (at >= 0) {
+      fail(Errno.E2BIG, `${what}: byte ${ksize + Number(lo - from) + at} of the ${ksize + size}-byte struct is non-zero past the ${ksize} bytes this kernel knows`);
+    }
+  }
 }

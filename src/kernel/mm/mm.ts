@@ -42,6 +42,8 @@ export interface Vma {
   prot: number;
   flags: number;
   pageSize: number;
+  /** Huge pages this VMA holds out of the pool (false for a shared hugetlb VMA a fork inherited). */
+  poolCharged: boolean;
 }
 
 /** Hugetlb pages available to the machine, shared by every process (like nr_hugepages). */
@@ -123,7 +125,7 @@ export class Mm {
     if (flags & MAP_FIXED) this.munmap(start, len);
     this.hugePool.free -= nHuge;
     this.#hugeReserved += nHuge;
-    const vma: Vma = { start, end: start + len, prot, flags, pageSize };
+    const vma: Vma = { start, end: start + len, prot, flags, pageSize, poolCharged: huge };
     this.#insertVma(vma);
     if (flags & MAP_POPULATE) {
       for (let a = start; a < vma.end; a += psz) this.#fault(vma, pageIndex(a), false);
@@ -158,7 +160,7 @@ export class Mm {
       const lo = v.start > addr ? v.start : addr;
       const hi = v.end < end ? v.end : end;
       for (let p = pageIndex(lo); p < pageIndex(hi); p++) this.#dropPage(p);
-      if (v.pageSize === HPAGE_SIZE) {
+      if (v.pageSize === HPAGE_SIZE && v.poolCharged) {
         const n = Number((hi - lo) / psz);
         this.#hugeReserved -= n;
         this.hugePool.free += n;
@@ -251,11 +253,13 @@ export class Mm {
   /** A copy of this address space for a forked child. */
   fork(): Mm {
     const child = new Mm(this.phys, this.hugePool);
-    const hugeNeeded = this.#hugeReserved;
-    if (hugeNeeded > this.hugePool.free) fail(Errno.ENOMEM, 'fork: not enough free huge pages to copy hugetlb mappings');
+    // Shared hugetlb mappings are shared, not copied; private ones need pages of their own.
+    const privateHuge = (v: Vma): boolean => v.pageSize === HPAGE_SIZE && !(v.flags & MAP_SHARED);
+    const hugeNeeded = this.vmas.filter(privateHuge).reduce((n, v) => n + Number((v.end - v.start) / BigInt(HPAGE_SIZE)), 0);
+    if (hugeNeeded > this.hugePool.free) fail(Errno.ENOMEM, 'fork: not enough free huge pages to copy private hugetlb mappings');
     this.hugePool.free -= hugeNeeded;
     child.#hugeReserved = hugeNeeded;
-    child.vmas = this.vmas.map((v) => ({ ...v }));
+    child.vmas = this.vmas.map((v) => ({ ...v, poolCharged: v.pageSize === HPAGE_SIZE && privateHuge(v) }));
     for (const v of this.vmas) {
       const shared = (v.flags & MAP_SHARED) !== 0;
       for (let p = pageIndex(v.start); p < pageIndex(v.end); p++) {
