@@ -357,7 +357,6 @@ describe('selftest FIXTURE(iommufd)', () => {
 
   test(
     'VFIO_GET_API_VERSION is 0 and VFIO_CHECK_EXTENSION(TYPE1v2) is 1 on an iommufd (simple_ioctls)',
-    { todo: 'emulator bug: main.ts vfioIoctl answers ENOTTY to every VFIO compat ioctl (kernel: vfio_compat.c iommufd_vfio_ioctl returns VFIO_API_VERSION, iommufd_vfio_check_extension → 1)' },
     () => {
       const f = setup();
       assert.equal(ok(f.p.ioctl(f.fd, VFIO_GET_API_VERSION)), VFIO_API_VERSION);
@@ -368,7 +367,6 @@ describe('selftest FIXTURE(iommufd)', () => {
 
   test(
     'VFIO_IOMMU_UNMAP_DMA: argsz 1 or unknown flags EINVAL, no compat IOAS ENODEV (unmap_cmd)',
-    { todo: 'emulator bug: main.ts vfioIoctl answers ENOTTY (kernel: vfio_compat.c iommufd_vfio_unmap_dma → EINVAL, then get_compat_ioas → ENODEV)' },
     () => {
       const f = setup();
       const v = { iova: 1n << 24n, size: PAGE };
@@ -380,7 +378,6 @@ describe('selftest FIXTURE(iommufd)', () => {
 
   test(
     'VFIO_IOMMU_MAP_DMA: argsz 1 or unknown flags EINVAL, no compat IOAS ENODEV (map_cmd)',
-    { todo: 'emulator bug: main.ts vfioIoctl answers ENOTTY (kernel: vfio_compat.c iommufd_vfio_map_dma → EINVAL, then get_compat_ioas → ENODEV)' },
     () => {
       const f = setup();
       const v = { iova: 1n << 24n, size: PAGE, vaddr: f.buf };

@@ -309,6 +309,38 @@ export class IoPagetable {
     return this.unmapRange(0n, ULONG_MAX);
   }
 
+  /**
+   * iopt_cut_iova: split the areas holding each IOVA so that IOVA ends an area (VFIO TYPE1 v0
+   * unmaps inside mappings this way). Stops at the first split that fails.
+   */
+  cutIova(task: Process | null, iovas: readonly bigint[]): void {
+    for (const iova of iovas) {
+      const area = this.areas.iterFirst(iova, iova);
+      if (area) this.#splitArea(task, area, iova);
+    }
+  }
+
+  /** iopt_area_split: replace `area` by one ending at `iova` and one starting after it. */
+  #splitArea(task: Process | null, area: IoptArea, iova: bigint): void {
+    if (iova === area.start || iova === area.last) return;
+    const pages = area.pages;
+    if (!pages || area.preventAccess) fail(Errno.EBUSY, `the mapping at ${hx(area.start)} is being created or destroyed`);
+    const newStart = iova + 1n;
+    const align = this.iovaAlignment - 1n;
+    if (newStart & align || area.startByte(newStart) & align) fail(Errno.EINVAL, `cannot cut the mapping at ${hx(newStart)}: not aligned to ${hx(this.iovaAlignment)}`);
+    const inject = pages.sourceTask.machine.inject;
+    for (let i = 0; i < 2; i++) if (inject.shouldFail(task, 'slab')) fail(Errno.ENOMEM, 'allocating a split iopt_area: fault injected (fail-nth)');
+    if (area.numAccesses) fail(Errno.EINVAL, `cannot cut the mapping at ${hx(area.start)}: in-kernel users hold pages of it`);
+    if (this.domains.length && !this.disableLargePages) fail(Errno.EINVAL, `cannot cut the mapping at ${hx(area.start)}: a domain may map it with huge pages`);
+    this.areas.remove(area);
+    const lhs = this.#insertArea({ pages, startByte: area.startByte(area.start), length: newStart - area.start }, area.start, area.iommuProt);
+    const rhs = this.#insertArea({ pages, startByte: area.startByte(newStart), length: area.last - newStart + 1n }, newStart, area.iommuProt);
+    lhs.pages = pages;
+    rhs.pages = pages.get();
+    // A page both halves touch now has one more holder on behalf of the domains.
+    if (this.domains.length && lhs.pagesLast === rhs.pagesStart) pages.pin(task, rhs.pagesStart, rhs.pagesStart);
+  }
+
   /** iopt_set_allow_iova: replace the allowed list; refused if any entry hits a reserved range. */
   setAllowIova(tree: IntervalTree<IoptAllowed>): void {
     for (const a of tree) {

@@ -25,13 +25,19 @@ import type { Process } from '../process.js';
 import { copyFromUser, copyToUser } from '../uaccess.js';
 import { IntervalTree } from '../lib/interval_tree.js';
 import { IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE, IoPagetable, IoptAllowed, ULONG_MAX, putPagesList } from './io_pagetable.js';
-import { IOMMUFD_OBJ, type IommufdCtx, IommufdObject } from './object.js';
+import { IOMMUFD_OBJ, IOPT_PAGES_ACCOUNT, type IommufdCtx, IommufdObject } from './object.js';
 import { IoptPages } from './pages.js';
 import type { Ucmd } from './ucmd.js';
+
+/** What an IOAS knows of each paging HWPT built on it (ioas->hwpt_list). */
+export interface IoasHwpt {
+  readonly enforceCacheCoherency: boolean;
+}
 
 export class IommufdIoas extends IommufdObject {
   readonly type = IOMMUFD_OBJ.IOAS;
   readonly iopt = new IoPagetable();
+  readonly hwptList: IoasHwpt[] = [];
 
   destroy(): void {
     const { error } = this.iopt.unmapAll();
@@ -115,13 +121,20 @@ export function ioasMap(u: Ucmd<typeof iommu_ioas_map>): number {
   if (c.iova >= ULONG_MAX || c.length >= ULONG_MAX) fail(Errno.EOVERFLOW, `iommu_ioas_map.${c.iova >= ULONG_MAX ? 'iova' : 'length'} is ULONG_MAX`);
   if (!(c.flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) fail(Errno.EINVAL, 'iommu_ioas_map.flags needs READABLE or WRITEABLE');
   const ioas = getIoas(u.ictx, u.task, c.ioas_id);
-  const prot = convIommuProt(c.flags);
-  const pages = IoptPages.alloc(u.task, c.user_va, c.length, (prot & IOMMU_WRITE) !== 0);
-  if (u.ictx.accountMode === 2 && pages.accountMode === 1) pages.accountMode = 2;
   const fixed = (c.flags & IOMMU_IOAS_MAP_FIXED_IOVA) !== 0;
-  c.iova = ioas.iopt.mapUserPages(u.task, pages, c.user_va, c.length, fixed ? c.iova : null, prot);
+  c.iova = mapUserPages(u.ictx, u.task, ioas, c.user_va, c.length, fixed ? c.iova : null, convIommuProt(c.flags));
   u.respond();
   return 0;
+}
+
+/**
+ * iopt_map_user_pages with the context's accounting: a context in per-process (MM) mode charges
+ * the mm unless CAP_IPC_LOCK exempts the mapping. Returns the IOVA.
+ */
+export function mapUserPages(ictx: IommufdCtx, task: Process, ioas: IommufdIoas, uptr: bigint, length: bigint, iova: bigint | null, prot: number): bigint {
+  const pages = IoptPages.alloc(task, uptr, length, (prot & IOMMU_WRITE) !== 0);
+  if (ictx.accountMode === IOPT_PAGES_ACCOUNT.MM && pages.accountMode === IOPT_PAGES_ACCOUNT.USER) pages.accountMode = IOPT_PAGES_ACCOUNT.MM;
+  return ioas.iopt.mapUserPages(task, pages, uptr, length, iova, prot);
 }
 
 export function ioasCopy(u: Ucmd<typeof iommu_ioas_copy>): number {

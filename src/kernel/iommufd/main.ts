@@ -41,6 +41,7 @@ import {
   iommu_vfio_ioas,
 } from '../../uapi/iommufd.js';
 import { _IOC_NR, _IOC_TYPE } from '../../uapi/ioctl.js';
+import { vfioAbi } from '../../uapi/vfio.js';
 import type { AnyStruct } from '../../uapi/schema.js';
 import type { Machine } from '../machine.js';
 import { CAP_SYS_RESOURCE, type Process } from '../process.js';
@@ -49,6 +50,7 @@ import { File, type FileOperations, O_RDWR } from '../vfs.js';
 import { IommufdIoas, getIoas, ioasAlloc, ioasAllowIovas, ioasCopy, ioasIovaRanges, ioasMap, ioasOption, ioasUnmap } from './ioas.js';
 import { IOMMUFD_OBJ, IOPT_PAGES_ACCOUNT, IommufdCtx } from './object.js';
 import { Ucmd } from './ucmd.js';
+import { iommufdVfioIoctl } from './vfio_compat.js';
 
 /** The misc device numbers: /dev/iommu gets a dynamic minor; this is what the oracle reports. */
 export const MISC_MAJOR = 10;
@@ -157,6 +159,7 @@ export class IommufdModule {
       ioctl: (file, cmd, arg, task) => this.ioctl(file.priv as IommufdCtx, cmd, arg, task),
       release: (file) => this.release(file.priv as IommufdCtx),
     };
+    machine.nameIoctls(vfioAbi.ioctls);
     machine.nameIoctls(iommufdAbi.ioctls);
     machine.devices.register('/dev/iommu', {
       major: MISC_MAJOR,
@@ -203,8 +206,8 @@ export class IommufdModule {
   }
 
   /** iommufd_vfio_ioctl: commands outside the iommufd range on an iommufd. */
-  vfioIoctl(_ictx: IommufdCtx, cmd: number, _arg: bigint, _task: Process): number {
-    return fail(Errno.ENOTTY, `0x${cmd.toString(16)} is neither an iommufd ioctl nor a VFIO container ioctl this iommufd handles`);
+  vfioIoctl(ictx: IommufdCtx, cmd: number, arg: bigint, task: Process): number {
+    return iommufdVfioIoctl(ictx, task, cmd, arg);
   }
 
   /** Every IOAS of every open context. */

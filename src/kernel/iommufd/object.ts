@@ -66,6 +66,8 @@ export class IommufdCtx {
   accountMode: AccountMode;
   /** ictx->vfio_ioas: the IOAS the VFIO compat ioctls act on. */
   vfioIoas: IommufdObject | null = null;
+  /** Set when a no-IOMMU VFIO group joined this context as its container. */
+  noIommuMode = false;
   /** Published objects, and IDs reserved by allocations not yet finalized (value null). */
   readonly #table = new Map<number, IommufdObject | null>();
   /** Freed IDs (all below #next), kept as a min-heap so the lowest is reused first. */
