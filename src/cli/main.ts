@@ -4,18 +4,28 @@
  */
 
 import { runDemo } from './demo.js';
+import { runProgram, serve } from './run.js';
 
 const USAGE = `usage: iommufd-emu <command>
 
 commands:
+  run [--machine FILE] -- PROGRAM [ARGS...]
+           run an unmodified program against the emulated kernel (preload shim + embedded
+           daemon); exits with the program's status
+  serve [--socket PATH]
+           serve the emulated kernel to shim clients on a Unix socket
   demo     run a scripted session against /dev/iommu on the built-in machine,
            printing every call, its result, and for refusals the errno and the reason
   help     show this text
 `;
 
-function main(argv: string[]): number {
+async function main(argv: string[]): Promise<number> {
   const [cmd] = argv;
   switch (cmd) {
+    case 'run':
+      return runProgram(argv.slice(1));
+    case 'serve':
+      return serve(argv.slice(1));
     case 'demo':
       return runDemo((line) => process.stdout.write(`${line}\n`));
     case undefined:
@@ -30,4 +40,4 @@ function main(argv: string[]): number {
   }
 }
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));

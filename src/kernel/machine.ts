@@ -6,7 +6,7 @@
 
 import { IommufdModule } from './iommufd/main.js';
 import { FaultInjector } from './inject.js';
-import { Mm } from './mm/mm.js';
+import { type HugePool, Mm } from './mm/mm.js';
 import { PhysMem } from './mm/physmem.js';
 import { CAP_LAST_CAP, type Cred, Process, RLIM_INFINITY, type Rlimits } from './process.js';
 import { Tracer } from './trace.js';
@@ -35,6 +35,12 @@ export interface SpawnOptions {
   /** RLIMIT_MEMLOCK in bytes; default 8 MiB, Linux's default for new logins. */
   memlock?: bigint;
   nofile?: number;
+  /** A fixed pid (the daemon mirrors its clients' real pids); default: the next free one. */
+  pid?: number;
+  /** Build the address space (the daemon supplies one backed by a real process's memory). */
+  mm?: (phys: PhysMem, hugePool: HugePool) => Mm;
+  /** Give fds 0-2 to /dev/null (default). A real client keeps its own stdio. */
+  stdio?: boolean;
 }
 
 const ALL_CAPS = Array.from({ length: CAP_LAST_CAP + 1 }, (_, i) => i);
@@ -80,17 +86,24 @@ export class Machine {
     const uid = opts.uid ?? 0;
     const cred: Cred = { uid, gid: opts.gid ?? uid, caps: new Set(opts.caps ?? (uid === 0 ? ALL_CAPS : [])) };
     const rlimits: Rlimits = { memlock: opts.memlock ?? 8n << 20n, nofile: opts.nofile ?? 1024 };
+    const pid = opts.pid ?? this.#nextPid++;
+    if (this.#procs.has(pid)) throw new Error(`pid ${pid} is already running`);
     this.userFor(uid);
-    const p = new Process(this, this.#nextPid++, new Mm(this.phys, this.hugePool), cred, rlimits, null);
+    const mm = opts.mm ? opts.mm(this.phys, this.hugePool) : new Mm(this.phys, this.hugePool);
+    const p = new Process(this, pid, mm, cred, rlimits, null);
     this.#procs.set(p.pid, p);
-    for (const flags of [O_RDONLY, O_WRONLY, O_WRONLY]) p.installFd(new File(NULL_FOPS, '/dev/null', flags, null));
+    if (opts.stdio ?? true) {
+      for (const flags of [O_RDONLY, O_WRONLY, O_WRONLY]) p.installFd(new File(NULL_FOPS, '/dev/null', flags, null));
+    }
     this.tracer.emit({ pid: p.pid, call: 'spawn', args: { uid, gid: cred.gid, caps: [...cred.caps], memlock: `0x${rlimits.memlock.toString(16)}`, nofile: rlimits.nofile }, ret: p.pid, errno: 0 });
     return p;
   }
 
   /** fork's machine half: the child process around an already copied address space. */
-  forkProcess(parent: Process, mm: Mm): Process {
-    const child = new Process(this, this.#nextPid++, mm, { ...parent.cred }, { ...parent.rlimits }, parent);
+  forkProcess(parent: Process, mm: Mm, pid?: number): Process {
+    const childPid = pid ?? this.#nextPid++;
+    if (this.#procs.has(childPid)) throw new Error(`pid ${childPid} is already running`);
+    const child = new Process(this, childPid, mm, { ...parent.cred }, { ...parent.rlimits }, parent);
     this.#procs.set(child.pid, child);
     return child;
   }

@@ -100,6 +100,15 @@ export class Process {
     return fd;
   }
 
+  /** Install a file at exactly `fd`, closing what was there (dup2's second half). */
+  installFdAt(fd: number, file: File): void {
+    if (!Number.isInteger(fd) || fd < 0 || fd >= this.rlimits.nofile) fail(Errno.EBADF, `fd ${fd} is outside RLIMIT_NOFILE ${this.rlimits.nofile}`);
+    const old = this.#fds[fd];
+    while (this.#fds.length < fd) this.#fds.push(null);
+    this.#fds[fd] = file;
+    old?.put();
+  }
+
   /** Open fds, for invariant checks and teardown. */
   openFds(): number[] {
     return this.#fds.flatMap((f, i) => (f ? [i] : []));
@@ -139,15 +148,33 @@ export class Process {
     return res;
   }
 
-  open(path: string, flags = O_RDWR): SysResult {
-    return this.#sys('open', { path, flags }, () => {
+  /**
+   * open. `at` installs the file at exactly that fd instead of the lowest free one: the daemon
+   * mirrors the real fd number its client's backing file got.
+   */
+  open(path: string, flags = O_RDWR, at?: number): SysResult {
+    return this.#sys('open', at === undefined ? { path, flags } : { path, flags, at }, () => {
       const file = procOpen(this, path, flags) ?? this.machine.devices.lookup(path).open(this, flags, path);
+      if (at !== undefined) {
+        this.installFdAt(at, file);
+        return at;
+      }
       try {
         return this.installFd(file);
       } catch (e) {
         file.put();
         throw e;
       }
+    });
+  }
+
+  /** dup2: `newfd` refers to `oldfd`'s file afterwards; what `newfd` held is closed. */
+  dup2(oldfd: number, newfd: number): SysResult {
+    return this.#sys('dup2', { oldfd, newfd }, () => {
+      const f = this.fget(oldfd);
+      if (oldfd === newfd) return newfd;
+      this.installFdAt(newfd, f.get());
+      return newfd;
     });
   }
 
@@ -270,6 +297,32 @@ export class Process {
     if (BigInt(length) > SCRATCH_SIZE) fail(Errno.E2BIG, `ioctl argument of ${length} bytes exceeds the scratch buffer`);
     this.#scratch ??= this.mm.mmap(0n, SCRATCH_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
     return this.#scratch;
+  }
+
+  /**
+   * The kernel half of a fork whose child address space is not known yet (a real client forks,
+   * and its child connects afterwards): the fd table and credentials are captured now, with a
+   * reference on every file, and become the child's on `complete`.
+   */
+  prepareFork(): { complete: (mm: Mm, pid?: number) => Process; abort: () => void } {
+    if (this.exited) fail(Errno.ESRCH, `pid ${this.pid} has exited`);
+    const files = this.#fds.map((f) => f?.get() ?? null);
+    let done = false;
+    return {
+      complete: (mm, pid) => {
+        if (done) throw new Error('fork completed twice');
+        done = true;
+        const child = this.machine.forkProcess(this, mm, pid);
+        files.forEach((f, i) => (child.#fds[i] = f));
+        this.machine.tracer.emit({ pid: this.pid, call: 'fork', args: {}, ret: child.pid, errno: 0 });
+        return child;
+      },
+      abort: () => {
+        if (done) return;
+        done = true;
+        for (const f of files) f?.put();
+      },
+    };
   }
 
   fork(): Process {

@@ -57,7 +57,10 @@ export function replay(events: readonly TraceEvent[], opts: MachineOptions = {})
         got = { ret: 0, errno: 0 };
         break;
       case 'open':
-        got = fromSys(proc(e.pid).open(str(a.path), num(a.flags)));
+        got = fromSys(proc(e.pid).open(str(a.path), num(a.flags), a.at === undefined ? undefined : num(a.at)));
+        break;
+      case 'dup2':
+        got = fromSys(proc(e.pid).dup2(num(a.oldfd), num(a.newfd)));
         break;
       case 'close':
         got = fromSys(proc(e.pid).close(num(a.fd)));

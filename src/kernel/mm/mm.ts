@@ -211,7 +211,7 @@ export class Mm {
       const off = Number(a & (PAGE_SIZE_N - 1n));
       const n = Math.min(PAGE_SIZE - off, length - done);
       const f = this.frameAt(a, false);
-      out.set(f.data.subarray(off, off + n), done);
+      out.set(f.read(off, n), done);
       done += n;
     }
     return out;
@@ -225,7 +225,7 @@ export class Mm {
       const off = Number(a & (PAGE_SIZE_N - 1n));
       const n = Math.min(PAGE_SIZE - off, data.length - done);
       const f = this.frameAt(a, true);
-      f.data.set(data.subarray(done, done + n), off);
+      f.write(off, data.subarray(done, done + n));
       done += n;
     }
   }

@@ -31,6 +31,16 @@ export class Frame {
   get touched(): boolean {
     return this.#data !== null;
   }
+
+  /** Read `length` bytes at `offset` in the frame. Frames backed elsewhere override this. */
+  read(offset: number, length: number): Uint8Array {
+    return this.data.slice(offset, offset + length);
+  }
+
+  /** Write bytes at `offset` in the frame. */
+  write(offset: number, bytes: Uint8Array): void {
+    this.data.set(bytes, offset);
+  }
 }
 
 export class PhysMem {
@@ -47,10 +57,10 @@ export class PhysMem {
     return this.#frames.get(pfn);
   }
 
-  /** Allocate one frame with one reference. */
-  alloc(): Frame {
+  /** Allocate one frame with one reference; `make` builds frames whose bytes live elsewhere. */
+  alloc(make: (pfn: number) => Frame = (pfn) => new Frame(pfn)): Frame {
     const pfn = this.#freed.pop() ?? this.#nextPfn++;
-    const f = new Frame(pfn);
+    const f = make(pfn);
     f.refs = 1;
     this.#frames.set(pfn, f);
     return f;

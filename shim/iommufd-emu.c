@@ -1,0 +1,463 @@
+/*
+ * libiommufd-emu.so: an LD_PRELOAD shim that routes a program's calls on emulated paths
+ * (/dev/iommu, /dev/vfio/..., /proc/.../task/TID/fail-nth) to the iommufd-emu daemon, unchanged
+ * program in, emulated kernel out.
+ *
+ * Each emulated fd is the read end of a real pipe, so the program holds a genuine fd number that
+ * poll/epoll/select accept; the shim keeps the write end (at a high number) and keeps the pipe
+ * readable, as a file without a poll method is always readable. Calls on such fds go to the daemon
+ * synchronously over a Unix socket (protocol.h); the daemon reads and writes this process's memory
+ * through /proc/PID/mem, so pointers inside ioctl structs are followed as the kernel follows them.
+ *
+ * fork: the daemon captures the emulated fd table first, then the child connects on its own
+ * socket and claims it, so both sides see the same emulated files afterwards.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "protocol.h"
+
+#define MAX_FDS 4096
+#define HIGH_FD 800
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static int sock = -1;
+static int emu_wr[MAX_FDS]; /* write end + 1 of the pipe behind an emulated fd; 0 = not emulated */
+static char last_reason[1024];
+
+#define REAL(ret, name, ...)                                                   \
+	static ret (*real_##name)(__VA_ARGS__);                                \
+	static void resolve_##name(void)                                       \
+	{                                                                      \
+		if (!real_##name)                                              \
+			real_##name = dlsym(RTLD_NEXT, #name);                 \
+	}
+
+REAL(int, open, const char *, int, ...)
+REAL(int, open64, const char *, int, ...)
+REAL(int, openat, int, const char *, int, ...)
+REAL(int, openat64, int, const char *, int, ...)
+REAL(int, close, int)
+REAL(int, ioctl, int, unsigned long, ...)
+REAL(ssize_t, read, int, void *, size_t)
+REAL(ssize_t, write, int, const void *, size_t)
+REAL(int, dup, int)
+REAL(int, dup2, int, int)
+REAL(int, dup3, int, int, int)
+REAL(int, fcntl, int, int, ...)
+REAL(pid_t, fork, void)
+
+/** The reason the daemon gave for the last refused call on an emulated fd. */
+const char *iommufd_emu_last_reason(void)
+{
+	return last_reason;
+}
+
+static int is_emulated(int fd)
+{
+	return fd >= 0 && fd < MAX_FDS && emu_wr[fd];
+}
+
+static int emulated_path(const char *p)
+{
+	if (!p)
+		return 0;
+	if (!strcmp(p, "/dev/iommu") || !strncmp(p, "/dev/vfio/", 10))
+		return 1;
+	if (!strncmp(p, "/proc/", 6)) {
+		size_t n = strlen(p);
+		return n > 9 && !strcmp(p + n - 9, "/fail-nth") && strstr(p, "/task/");
+	}
+	return 0;
+}
+
+static int full_io(int fd, void *buf, size_t len, int wr)
+{
+	size_t done = 0;
+	resolve_read();
+	resolve_write();
+	while (done < len) {
+		ssize_t n = wr ? real_write(fd, (char *)buf + done, len - done) :
+				 real_read(fd, (char *)buf + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		done += n;
+	}
+	return 0;
+}
+
+static int high_fd(int fd)
+{
+	int h;
+	resolve_fcntl();
+	resolve_close();
+	h = real_fcntl(fd, F_DUPFD_CLOEXEC, HIGH_FD);
+	if (h < 0)
+		return fd;
+	real_close(fd);
+	return h;
+}
+
+/* One round trip; lock held by the caller. Returns ret, or -1 with errno on failure. */
+static int64_t rpc_locked(uint32_t op, int fd, int fd2, uint64_t a0, uint64_t a1,
+			  const void *payload, uint32_t plen)
+{
+	struct emu_req req = { .len = sizeof(req) + plen, .op = op, .fd = fd, .fd2 = fd2,
+			       .a0 = a0, .a1 = a1 };
+	struct emu_resp resp;
+	char reason[sizeof(last_reason)];
+
+	if (full_io(sock, &req, sizeof(req), 1) || (plen && full_io(sock, (void *)payload, plen, 1)) ||
+	    full_io(sock, &resp, sizeof(resp), 0)) {
+		errno = EIO;
+		return -1;
+	}
+	if (resp.len > sizeof(resp)) {
+		uint32_t rl = resp.len - sizeof(resp);
+		char skip[256];
+		uint32_t keep = rl < sizeof(reason) - 1 ? rl : sizeof(reason) - 1;
+		if (full_io(sock, reason, keep, 0)) {
+			errno = EIO;
+			return -1;
+		}
+		reason[keep] = 0;
+		for (rl -= keep; rl;) {
+			uint32_t n = rl < sizeof(skip) ? rl : sizeof(skip);
+			if (full_io(sock, skip, n, 0)) {
+				errno = EIO;
+				return -1;
+			}
+			rl -= n;
+		}
+		memcpy(last_reason, reason, keep + 1);
+		if (getenv("IOMMUFD_EMU_VERBOSE"))
+			fprintf(stderr, "iommufd-emu: %s\n", last_reason);
+	}
+	if (resp.ret < 0)
+		errno = resp.err;
+	return resp.ret;
+}
+
+static int connect_daemon(uint32_t op, uint64_t a0, uint64_t a1)
+{
+	const char *path = getenv("IOMMUFD_EMU_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ucred peer;
+	socklen_t plen = sizeof(peer);
+	int s;
+
+	if (!path || strlen(path) >= sizeof(sa.sun_path)) {
+		errno = ENOENT;
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -1;
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa))) {
+		int e = errno;
+		resolve_close();
+		real_close(s);
+		errno = e;
+		return -1;
+	}
+	/* Let the daemon open /proc/PID/mem under Yama's ptrace_scope=1. */
+	if (!getsockopt(s, SOL_SOCKET, SO_PEERCRED, &peer, &plen))
+		prctl(PR_SET_PTRACER, peer.pid, 0, 0, 0);
+	sock = high_fd(s);
+	if (rpc_locked(op, -1, -1, a0, a1, NULL, 0) < 0) {
+		int e = errno;
+		real_close(sock);
+		sock = -1;
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+static int64_t rpc(uint32_t op, int fd, int fd2, uint64_t a0, uint64_t a1, const void *payload,
+		   uint32_t plen)
+{
+	int64_t r;
+	pthread_mutex_lock(&lock);
+	if (sock < 0 && connect_daemon(EMU_HELLO, getpid(), 0)) {
+		pthread_mutex_unlock(&lock);
+		return -1;
+	}
+	r = rpc_locked(op, fd, fd2, a0, a1, payload, plen);
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+/* Forget the shim's half of an emulated fd (the real fd itself is the caller's business). */
+static void drop_emulated(int fd)
+{
+	resolve_close();
+	if (is_emulated(fd)) {
+		real_close(emu_wr[fd] - 1);
+		emu_wr[fd] = 0;
+	}
+}
+
+/* Make `newfd` (already a real dup of emulated `oldfd`) emulated too. */
+static int mirror_dup(int oldfd, int newfd)
+{
+	int wr;
+	resolve_fcntl();
+	wr = real_fcntl(emu_wr[oldfd] - 1, F_DUPFD_CLOEXEC, HIGH_FD);
+	if (wr < 0 || newfd >= MAX_FDS)
+		return -1;
+	if (rpc(EMU_DUP2, oldfd, newfd, 0, 0, NULL, 0) < 0) {
+		int e = errno;
+		real_close(wr);
+		errno = e;
+		return -1;
+	}
+	emu_wr[newfd] = wr + 1;
+	return 0;
+}
+
+static int emu_open(const char *path, int flags)
+{
+	int p[2];
+	int64_t r;
+
+	if (pipe2(p, O_CLOEXEC & flags ? O_CLOEXEC : 0))
+		return -1;
+	if (p[0] >= MAX_FDS) {
+		resolve_close();
+		real_close(p[0]);
+		real_close(p[1]);
+		errno = EMFILE;
+		return -1;
+	}
+	p[1] = high_fd(p[1]);
+	resolve_write();
+	if (real_write(p[1], "", 1) != 1)
+		return -1;
+	r = rpc(EMU_OPEN, p[0], -1, (uint32_t)flags, 0, path, strlen(path));
+	if (r < 0) {
+		int e = errno;
+		real_close(p[0]);
+		real_close(p[1]);
+		errno = e;
+		return -1;
+	}
+	emu_wr[p[0]] = p[1] + 1;
+	return p[0];
+}
+
+#define OPEN_MODE(flags)                                                       \
+	mode_t mode = 0;                                                       \
+	if ((flags) & (O_CREAT | __O_TMPFILE)) {                               \
+		va_list ap;                                                    \
+		va_start(ap, flags);                                           \
+		mode = va_arg(ap, mode_t);                                     \
+		va_end(ap);                                                    \
+	}
+
+int open(const char *path, int flags, ...)
+{
+	OPEN_MODE(flags);
+	if (emulated_path(path))
+		return emu_open(path, flags);
+	resolve_open();
+	return real_open(path, flags, mode);
+}
+
+int open64(const char *path, int flags, ...)
+{
+	OPEN_MODE(flags);
+	if (emulated_path(path))
+		return emu_open(path, flags);
+	resolve_open64();
+	return real_open64(path, flags, mode);
+}
+
+int __open_2(const char *path, int flags)
+{
+	return open(path, flags);
+}
+
+int __open64_2(const char *path, int flags)
+{
+	return open64(path, flags);
+}
+
+int openat(int dirfd, const char *path, int flags, ...)
+{
+	OPEN_MODE(flags);
+	if (path[0] == '/' && emulated_path(path))
+		return emu_open(path, flags);
+	resolve_openat();
+	return real_openat(dirfd, path, flags, mode);
+}
+
+int openat64(int dirfd, const char *path, int flags, ...)
+{
+	OPEN_MODE(flags);
+	if (path[0] == '/' && emulated_path(path))
+		return emu_open(path, flags);
+	resolve_openat64();
+	return real_openat64(dirfd, path, flags, mode);
+}
+
+int __openat_2(int dirfd, const char *path, int flags)
+{
+	return openat(dirfd, path, flags);
+}
+
+int close(int fd)
+{
+	resolve_close();
+	if (is_emulated(fd)) {
+		rpc(EMU_CLOSE, fd, -1, 0, 0, NULL, 0);
+		drop_emulated(fd);
+	}
+	return real_close(fd);
+}
+
+int ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	unsigned long arg;
+
+	va_start(ap, req);
+	arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	if (is_emulated(fd))
+		return (int)rpc(EMU_IOCTL, fd, -1, (uint32_t)req, arg, NULL, 0);
+	resolve_ioctl();
+	return real_ioctl(fd, req, arg);
+}
+
+ssize_t read(int fd, void *buf, size_t count)
+{
+	if (is_emulated(fd))
+		return rpc(EMU_READ, fd, -1, (uintptr_t)buf, count, NULL, 0);
+	resolve_read();
+	return real_read(fd, buf, count);
+}
+
+ssize_t write(int fd, const void *buf, size_t count)
+{
+	if (is_emulated(fd))
+		return rpc(EMU_WRITE, fd, -1, (uintptr_t)buf, count, NULL, 0);
+	resolve_write();
+	return real_write(fd, buf, count);
+}
+
+int dup(int fd)
+{
+	int n;
+	resolve_dup();
+	n = real_dup(fd);
+	if (n >= 0 && is_emulated(fd) && mirror_dup(fd, n)) {
+		int e = errno;
+		real_close(n);
+		errno = e;
+		return -1;
+	}
+	return n;
+}
+
+static int dup_to(int oldfd, int newfd, int r)
+{
+	if (r < 0 || oldfd == newfd)
+		return r;
+	if (is_emulated(oldfd) && mirror_dup(oldfd, newfd)) {
+		int e = errno;
+		real_close(newfd);
+		errno = e;
+		return -1;
+	}
+	return r;
+}
+
+int dup2(int oldfd, int newfd)
+{
+	resolve_dup2();
+	if (oldfd != newfd && is_emulated(newfd)) {
+		rpc(EMU_CLOSE, newfd, -1, 0, 0, NULL, 0);
+		drop_emulated(newfd);
+	}
+	return dup_to(oldfd, newfd, real_dup2(oldfd, newfd));
+}
+
+int dup3(int oldfd, int newfd, int flags)
+{
+	resolve_dup3();
+	if (oldfd != newfd && is_emulated(newfd)) {
+		rpc(EMU_CLOSE, newfd, -1, 0, 0, NULL, 0);
+		drop_emulated(newfd);
+	}
+	return dup_to(oldfd, newfd, real_dup3(oldfd, newfd, flags));
+}
+
+int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	unsigned long arg;
+	int r;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	resolve_fcntl();
+	r = real_fcntl(fd, cmd, arg);
+	if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && r >= 0 && is_emulated(fd) &&
+	    mirror_dup(fd, r)) {
+		int e = errno;
+		real_close(r);
+		errno = e;
+		return -1;
+	}
+	return r;
+}
+
+pid_t fork(void)
+{
+	int64_t token;
+	pid_t pid;
+
+	resolve_fork();
+	pthread_mutex_lock(&lock);
+	if (sock < 0) {
+		pthread_mutex_unlock(&lock);
+		return real_fork();
+	}
+	token = rpc_locked(EMU_FORK_PREPARE, -1, -1, 0, 0, NULL, 0);
+	pid = real_fork();
+	if (pid == 0) {
+		real_close(sock);
+		sock = -1;
+		if (token > 0 && connect_daemon(EMU_FORK_CHILD, token, getpid()))
+			fprintf(stderr, "iommufd-emu: forked child %d could not reach the daemon: %s\n",
+				getpid(), strerror(errno));
+		pthread_mutex_init(&lock, NULL);
+		return 0;
+	}
+	if (pid < 0 && token > 0) {
+		int e = errno;
+		rpc_locked(EMU_FORK_ABORT, -1, -1, token, 0, NULL, 0);
+		errno = e;
+	}
+	pthread_mutex_unlock(&lock);
+	return pid;
+}

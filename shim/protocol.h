@@ -1,0 +1,40 @@
+/* The shim <-> daemon wire protocol; src/server/protocol.ts is the other half. */
+#ifndef IOMMUFD_EMU_PROTOCOL_H
+#define IOMMUFD_EMU_PROTOCOL_H
+#include <stdint.h>
+
+enum {
+	EMU_HELLO = 1,
+	EMU_OPEN = 2,
+	EMU_CLOSE = 3,
+	EMU_DUP2 = 4,
+	EMU_IOCTL = 5,
+	EMU_READ = 6,
+	EMU_WRITE = 7,
+	EMU_POLL = 8,
+	EMU_FORK_PREPARE = 9,
+	EMU_FORK_CHILD = 10,
+	EMU_FORK_ABORT = 11,
+};
+
+struct emu_req {
+	uint32_t len;
+	uint32_t op;
+	int32_t fd;
+	int32_t fd2;
+	uint64_t a0;
+	uint64_t a1;
+	uint64_t a2;
+};
+
+struct emu_resp {
+	uint32_t len;
+	uint32_t pad;
+	int64_t ret;
+	int32_t err;
+	uint32_t pad2;
+};
+
+_Static_assert(sizeof(struct emu_req) == 40, "request header is 40 bytes");
+_Static_assert(sizeof(struct emu_resp) == 24, "response header is 24 bytes");
+#endif

@@ -1,0 +1,74 @@
+/**
+ * `iommufd-emu run [--machine FILE] -- PROGRAM ARGS`: start a daemon inside this process, run the
+ * program with the preload shim pointed at it, and exit with the program's status (128+signal when
+ * it was killed), as umockdev-run does. `iommufd-emu serve` runs the daemon alone.
+ */
+
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { constants } from 'node:os';
+import { Machine } from '../kernel/machine.js';
+import { Daemon, defaultSocketPath } from '../server/daemon.js';
+
+/** The shim the install step built (build/libiommufd-emu.so at the package root). */
+export function shimPath(): string {
+  const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+  return join(root, 'build', 'libiommufd-emu.so');
+}
+
+export async function runProgram(argv: string[]): Promise<number> {
+  const sep = argv.indexOf('--');
+  const opts = sep >= 0 ? argv.slice(0, sep) : [];
+  const cmd = sep >= 0 ? argv.slice(sep + 1) : argv;
+  if (opts.includes('--machine')) {
+    process.stderr.write('iommufd-emu run: --machine files arrive with the simulated IOMMU hardware; only the built-in machine exists yet\n');
+    return 2;
+  }
+  if (!cmd.length) {
+    process.stderr.write('usage: iommufd-emu run [--machine FILE] -- PROGRAM [ARGS...]\n');
+    return 2;
+  }
+  const shim = shimPath();
+  if (!existsSync(shim)) {
+    process.stderr.write(`iommufd-emu run: ${shim} is missing; run npm install (it builds the shim with cc)\n`);
+    return 2;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'iommufd-emu-'));
+  const sock = join(dir, 'sock');
+  const daemon = new Daemon(new Machine());
+  await daemon.listen(sock);
+  try {
+    const preload = [shim, process.env.LD_PRELOAD].filter(Boolean).join(':');
+    const child = spawn(cmd[0]!, cmd.slice(1), {
+      stdio: 'inherit',
+      env: { ...process.env, LD_PRELOAD: preload, IOMMUFD_EMU_SOCKET: sock },
+    });
+    return await new Promise<number>((done) => {
+      child.on('error', (e) => {
+        process.stderr.write(`iommufd-emu run: cannot start ${cmd[0]}: ${e.message}\n`);
+        done(127);
+      });
+      child.on('exit', (code, signal) => done(code ?? 128 + (signal ? constants.signals[signal] : 0)));
+    });
+  } finally {
+    await daemon.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function serve(argv: string[]): Promise<number> {
+  const i = argv.indexOf('--socket');
+  const path = i >= 0 && argv[i + 1] ? argv[i + 1]! : defaultSocketPath();
+  const daemon = new Daemon(new Machine());
+  await daemon.listen(path);
+  process.stdout.write(`iommufd-emu: serving the built-in machine on ${path}\n` + `  run a program with: LD_PRELOAD=${shimPath()} IOMMUFD_EMU_SOCKET=${path} PROGRAM\n`);
+  await new Promise<void>((stop) => {
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await daemon.close();
+  return 0;
+}

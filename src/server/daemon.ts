@@ -1,0 +1,175 @@
+/**
+ * The daemon: serves emulated syscalls to shim clients over a Unix socket. Each connection is one
+ * client process, emulated as a Process whose pid, credentials, RLIMIT_MEMLOCK and memory are the
+ * real client's, so pointers inside ioctl structs are followed exactly as the kernel follows them.
+ * Emulated fds carry the numbers of the real fds that stand in for them in the client.
+ *
+ * A client that goes away — exit, crash, kill -9 — closes its socket, and the daemon runs the
+ * emulated process's exit: its files are released and its pins dropped. Other clients never see
+ * each other's fds or objects.
+ */
+
+import { chmodSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { type Server, type Socket, createServer } from 'node:net';
+import { dirname } from 'node:path';
+import { KernelError } from '../errno.js';
+import type { Machine } from '../kernel/machine.js';
+import { CAP_LAST_CAP, type Process, RLIM_INFINITY, type SysResult } from '../kernel/process.js';
+import { Op, type Request, encodeResponse, parseRequests } from './protocol.js';
+import { RemoteMm } from './remote_mm.js';
+
+interface Client {
+  proc: Process | null;
+  mm: RemoteMm | null;
+}
+
+type PreparedFork = ReturnType<Process['prepareFork']>;
+
+/** Credentials and RLIMIT_MEMLOCK of a real process, from /proc. */
+function realIdentity(pid: number): { uid: number; gid: number; caps: number[]; memlock: bigint } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string): string[] => (new RegExp(`^${name}:\\s+(.*)$`, 'm').exec(status)?.[1] ?? '').split(/\s+/);
+  const capEff = BigInt(`0x${field('CapEff')[0] ?? '0'}`);
+  const caps: number[] = [];
+  for (let c = 0; c <= CAP_LAST_CAP; c++) if ((capEff >> BigInt(c)) & 1n) caps.push(c);
+  const limits = readFileSync(`/proc/${pid}/limits`, 'utf8');
+  const soft = /^Max locked memory\s+(\S+)/m.exec(limits)?.[1] ?? 'unlimited';
+  return {
+    uid: Number(field('Uid')[0]),
+    gid: Number(field('Gid')[0]),
+    caps,
+    memlock: soft === 'unlimited' ? RLIM_INFINITY : BigInt(soft),
+  };
+}
+
+export class Daemon {
+  readonly machine: Machine;
+  #server: Server | null = null;
+  #socketPath = '';
+  readonly #forks = new Map<number, PreparedFork>();
+  #nextToken = 1;
+  readonly #sockets = new Set<Socket>();
+
+  constructor(machine: Machine) {
+    this.machine = machine;
+  }
+
+  /** Listen on `path` (its directory is created 0700, the socket made 0600). */
+  listen(path: string): Promise<void> {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    rmSync(path, { force: true });
+    this.#socketPath = path;
+    this.#server = createServer((sock) => this.#accept(sock));
+    return new Promise((resolve, reject) => {
+      this.#server!.once('error', reject);
+      this.#server!.listen(path, () => {
+        chmodSync(path, 0o600);
+        resolve();
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    for (const s of this.#sockets) s.destroy();
+    return new Promise((resolve) => {
+      if (!this.#server) return resolve();
+      this.#server.close(() => {
+        rmSync(this.#socketPath, { force: true });
+        resolve();
+      });
+    });
+  }
+
+  #accept(sock: Socket): void {
+    this.#sockets.add(sock);
+    const client: Client = { proc: null, mm: null };
+    let pending: Buffer = Buffer.alloc(0);
+    sock.on('data', (chunk: Buffer) => {
+      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+      let parsed;
+      try {
+        parsed = parseRequests(pending);
+      } catch {
+        sock.destroy();
+        return;
+      }
+      pending = parsed.rest;
+      for (const req of parsed.reqs) {
+        const r = this.#handle(client, req);
+        sock.write(encodeResponse(r.ret, r.errno, r.reason ?? ''));
+      }
+    });
+    const gone = (): void => {
+      this.#sockets.delete(sock);
+      if (client.proc && !client.proc.exited) client.proc.exit();
+    };
+    sock.on('close', gone);
+    sock.on('error', () => sock.destroy());
+  }
+
+  #handle(client: Client, req: Request): SysResult<number | bigint> {
+    try {
+      client.mm?.invalidate();
+      return this.#dispatch(client, req);
+    } catch (e) {
+      if (e instanceof KernelError) return { ret: -1, errno: e.errno, reason: e.reason };
+      // An emulator bug: tell the client loudly rather than hang it.
+      return { ret: -1, errno: 5, reason: `emulator bug: ${e instanceof Error ? e.stack ?? e.message : String(e)}` };
+    }
+  }
+
+  #dispatch(client: Client, req: Request): SysResult<number | bigint> {
+    const { op } = req;
+    if (op === Op.HELLO || op === Op.FORK_CHILD) {
+      if (client.proc) return { ret: -1, errno: 22, reason: 'this connection already has a process' };
+      const pid = Number(op === Op.HELLO ? req.a0 : req.a1);
+      const mm = (m: Machine): RemoteMm => new RemoteMm(m.phys, m.hugePool, pid);
+      if (op === Op.HELLO) {
+        const id = realIdentity(pid);
+        client.proc = this.machine.spawn({ ...id, pid, stdio: false, mm: () => mm(this.machine) });
+      } else {
+        const prepared = this.#forks.get(Number(req.a0));
+        if (!prepared) return { ret: -1, errno: 3, reason: `no fork is pending with token ${req.a0}` };
+        this.#forks.delete(Number(req.a0));
+        client.proc = prepared.complete(mm(this.machine), pid);
+      }
+      client.mm = client.proc.mm as RemoteMm;
+      return { ret: process.pid, errno: 0 };
+    }
+    const p = client.proc;
+    if (!p) return { ret: -1, errno: 22, reason: 'say HELLO first' };
+    switch (op) {
+      case Op.OPEN:
+        return p.open(req.payload.toString('utf8'), Number(req.a0), req.fd);
+      case Op.CLOSE:
+        return p.close(req.fd);
+      case Op.DUP2:
+        return p.dup2(req.fd, req.fd2);
+      case Op.IOCTL:
+        return p.ioctl(req.fd, Number(req.a0), req.a1);
+      case Op.READ:
+        return p.read(req.fd, req.a0, Number(req.a1));
+      case Op.WRITE:
+        return p.write(req.fd, req.a0, Number(req.a1));
+      case Op.POLL:
+        return p.poll(req.fd);
+      case Op.FORK_PREPARE: {
+        const token = this.#nextToken++;
+        this.#forks.set(token, p.prepareFork());
+        return { ret: token, errno: 0 };
+      }
+      case Op.FORK_ABORT:
+        this.#forks.get(Number(req.a0))?.abort();
+        this.#forks.delete(Number(req.a0));
+        return { ret: 0, errno: 0 };
+      default:
+        return { ret: -1, errno: 38, reason: `unknown request op ${op}` };
+    }
+  }
+}
+
+/** Where the daemon listens by default: $XDG_RUNTIME_DIR/iommufd-emu/sock, else /tmp/iommufd-emu-UID/sock. */
+export function defaultSocketPath(): string {
+  const base = process.env.XDG_RUNTIME_DIR ? `${process.env.XDG_RUNTIME_DIR}/iommufd-emu` : `/tmp/iommufd-emu-${process.getuid?.() ?? 0}`;
+  return `${base}/sock`;
+}

@@ -1,0 +1,74 @@
+/**
+ * The wire protocol between the preload shim and the daemon: one request, one response, over a
+ * Unix stream socket, little-endian, fixed headers. shim/protocol.h is the C side of this file.
+ *
+ *   request:  u32 len | u32 op | i32 fd | i32 fd2 | u64 a0 | u64 a1 | u64 a2 | payload[len-40]
+ *   response: u32 len | u32 0  | i64 ret | i32 errno | u32 0 | reason[len-24] (UTF-8)
+ */
+
+export const REQ_HEADER = 40;
+export const RESP_HEADER = 24;
+
+export const Op = {
+  /** a0 = client pid. ret = daemon pid (for PR_SET_PTRACER). */
+  HELLO: 1,
+  /** payload = path; a0 = flags; fd = the real fd to mirror. */
+  OPEN: 2,
+  CLOSE: 3,
+  /** dup2(fd, fd2). */
+  DUP2: 4,
+  /** a0 = cmd, a1 = arg. */
+  IOCTL: 5,
+  /** a0 = buf, a1 = count. */
+  READ: 6,
+  WRITE: 7,
+  POLL: 8,
+  /** Prepare the emulated half of fork; ret = token the child presents. */
+  FORK_PREPARE: 9,
+  /** First message of a forked child's own connection: a0 = token, a1 = child pid. */
+  FORK_CHILD: 10,
+  /** The real fork failed: drop the prepared child. a0 = token. */
+  FORK_ABORT: 11,
+} as const;
+
+export interface Request {
+  op: number;
+  fd: number;
+  fd2: number;
+  a0: bigint;
+  a1: bigint;
+  a2: bigint;
+  payload: Buffer;
+}
+
+/** Split complete requests off the front of `buf`; returns them and the unconsumed rest. */
+export function parseRequests(buf: Buffer): { reqs: Request[]; rest: Buffer } {
+  const reqs: Request[] = [];
+  let off = 0;
+  while (buf.length - off >= REQ_HEADER) {
+    const len = buf.readUInt32LE(off);
+    if (len < REQ_HEADER) throw new Error(`bad request length ${len}`);
+    if (buf.length - off < len) break;
+    reqs.push({
+      op: buf.readUInt32LE(off + 4),
+      fd: buf.readInt32LE(off + 8),
+      fd2: buf.readInt32LE(off + 12),
+      a0: buf.readBigUInt64LE(off + 16),
+      a1: buf.readBigUInt64LE(off + 24),
+      a2: buf.readBigUInt64LE(off + 32),
+      payload: buf.subarray(off + REQ_HEADER, off + len),
+    });
+    off += len;
+  }
+  return { reqs, rest: buf.subarray(off) };
+}
+
+export function encodeResponse(ret: bigint | number, errno: number, reason = ''): Buffer {
+  const r = Buffer.from(reason, 'utf8');
+  const out = Buffer.alloc(RESP_HEADER + r.length);
+  out.writeUInt32LE(out.length, 0);
+  out.writeBigInt64LE(BigInt(ret), 8);
+  out.writeInt32LE(errno, 16);
+  r.copy(out, RESP_HEADER);
+  return out;
+}
