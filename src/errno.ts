@@ -36,6 +36,7 @@ export const Errno = {
   EDEADLK: 35,
   ENAMETOOLONG: 36,
   ENOSYS: 38,
+  EBADE: 52,
   EOVERFLOW: 75,
   EBADFD: 77,
   EMSGSIZE: 90,

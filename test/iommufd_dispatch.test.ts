@@ -9,6 +9,7 @@
  * NRs outside the table go to the VFIO compat ioctls, which never read a size word.
  */
 
+import { IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT, test_memory_limit } from '../src/uapi/iommufd_test.js';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -57,7 +58,7 @@ import { type IoctlOp, iommufdIoctlOps } from '../src/kernel/iommufd/main.js';
 import { PAGE, RW, call, map, ok, setup } from './helpers.js';
 import { type IoasFixture, ctxOf, fullSnapshot, ioasSetup, protect, refuse } from './iommufd_helpers.js';
 
-type Fields = Record<string, number | bigint>;
+type Fields = Record<string, number | bigint | Uint8Array>;
 
 /** Build the bytes of an ioctl struct whose size word says `size`; bytes past the struct are `fill`. */
 function frame(schema: AnyStruct, fields: Fields, size: number, fill = 0): Uint8Array {
@@ -81,6 +82,7 @@ const KERNEL_ROWS: ReadonlyArray<readonly [string, number, number, number]> = [
   ['IOMMU_IOAS_UNMAP', 0x86, 24, 24],
   ['IOMMU_OPTION', 0x87, 24, 24],
   ['IOMMU_VFIO_IOAS', 0x88, 12, 12],
+  ['IOMMU_TEST_CMD', 0xa0, 68, 72],
 ];
 
 interface RowFixture extends IoasFixture {
@@ -107,6 +109,7 @@ const VALID: Readonly<Record<string, (f: RowFixture) => Fields>> = {
   IOMMU_IOAS_UNMAP: (f) => ({ ioas_id: f.ioas, iova: f.mapped, length: PAGE }),
   IOMMU_OPTION: (f) => ({ option_id: IOMMU_OPTION_HUGE_PAGES, op: IOMMU_OPTION_OP_GET, object_id: f.ioas }),
   IOMMU_VFIO_IOAS: (f) => ({ ioas_id: f.ioas, op: IOMMU_VFIO_IOAS_SET }),
+  IOMMU_TEST_CMD: () => ({ op: IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT, u: test_memory_limit.encode({ limit: 65536 }) }),
 };
 
 function validFields(o: IoctlOp, f: RowFixture): Fields {

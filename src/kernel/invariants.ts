@@ -7,6 +7,7 @@
  * Returns the list of violations (empty when consistent).
  */
 
+import { IommufdAccess } from './iommufd/access.js';
 import { IOMMUFD_OBJ, IOPT_PAGES_ACCOUNT } from './iommufd/object.js';
 import type { IommufdIoas } from './iommufd/ioas.js';
 import type { IoptPages } from './iommufd/pages.js';
@@ -20,6 +21,12 @@ export function checkInvariants(m: Machine): string[] {
   for (const ictx of m.iommufd.contexts) {
     const expectedUsers = new Map<number, number>();
     for (const obj of ictx.objects()) expectedUsers.set(obj.id, 1);
+    const bump = (id: number): void => void expectedUsers.set(id, (expectedUsers.get(id) ?? 0) + 1);
+    for (const obj of ictx.objects()) {
+      if (!(obj instanceof IommufdAccess)) continue;
+      bump(obj.id); // the creating driver's reference
+      if (obj.ioas) bump(obj.ioas.id);
+    }
     for (const obj of ictx.objects()) {
       if (obj.type !== IOMMUFD_OBJ.IOAS) continue;
       const iopt = (obj as IommufdIoas).iopt;

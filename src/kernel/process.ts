@@ -91,8 +91,8 @@ export class Process {
 
   /** Install a file at the lowest free fd (the file's reference moves into the table). */
   installFd(file: File): number {
-    let fd = this.#fds.indexOf(null);
-    if (fd < 0) fd = this.#fds.length;
+    let fd = 0;
+    while (this.#fds[fd] || this.#reserved.has(fd)) fd++;
     if (fd >= this.rlimits.nofile) {
       fail(Errno.EMFILE, `pid ${this.pid} has RLIMIT_NOFILE=${this.rlimits.nofile} files open`);
     }
@@ -100,9 +100,36 @@ export class Process {
     return fd;
   }
 
+  /**
+   * Where new fds come from when the kernel makes files inside a call (get_unused_fd_flags). The
+   * daemon sets this so the number is one that is real in its client; by default the lowest free.
+   */
+  fdSource: (() => number) | null = null;
+  readonly #reserved = new Set<number>();
+
+  /** get_unused_fd_flags: reserve an fd number for a file that will be installed later. */
+  reserveFd(): number {
+    let fd: number;
+    if (this.fdSource) {
+      fd = this.fdSource();
+    } else {
+      fd = 0;
+      while (this.#fds[fd] || this.#reserved.has(fd)) fd++;
+    }
+    if (fd >= this.rlimits.nofile) fail(Errno.ENOMEM, `no fd below RLIMIT_NOFILE ${this.rlimits.nofile} is free`);
+    this.#reserved.add(fd);
+    return fd;
+  }
+
+  /** put_unused_fd. */
+  unreserveFd(fd: number): void {
+    this.#reserved.delete(fd);
+  }
+
   /** Install a file at exactly `fd`, closing what was there (dup2's second half). */
   installFdAt(fd: number, file: File): void {
     if (!Number.isInteger(fd) || fd < 0 || fd >= this.rlimits.nofile) fail(Errno.EBADF, `fd ${fd} is outside RLIMIT_NOFILE ${this.rlimits.nofile}`);
+    this.#reserved.delete(fd);
     const old = this.#fds[fd];
     while (this.#fds.length < fd) this.#fds.push(null);
     this.#fds[fd] = file;

@@ -78,6 +78,14 @@ export interface IoptDomain {
   unmap(iova: bigint, length: bigint): void;
 }
 
+/** An in-kernel user of the IOAS (iommufd_access as the io_pagetable sees it). */
+export interface IoptAccess {
+  /** PAGE_SIZE for users that pin pages, else 1. */
+  readonly iovaAlignment: bigint;
+  /** Ask the user to drop whatever it holds in [iova, iova + length). */
+  notifyUnmap(iova: bigint, length: bigint): void;
+}
+
 /** One slice of pages to place at consecutive IOVAs (iopt_pages_list). */
 export interface PagesListElem {
   pages: IoptPages;
@@ -98,8 +106,8 @@ export class IoPagetable {
   readonly reserved = new IntervalTree<IoptReserved>();
   allowed = new IntervalTree<IoptAllowed>();
   readonly domains: IoptDomain[] = [];
-  /** In-kernel users that pin through this IOAS and require PAGE_SIZE alignment. */
-  pinningAccesses = 0;
+  /** In-kernel users of this IOAS (iopt->access_list), told when a range they may hold is unmapped. */
+  readonly accesses = new Set<IoptAccess>();
   iovaAlignment = 1n;
   disableLargePages = false;
 
@@ -276,14 +284,23 @@ export class IoPagetable {
   unmapRange(start: bigint, last: bigint): { unmapped: bigint; error?: KernelError } {
     let unmapped = 0n;
     let cur = start;
+    let tries = 0;
     let area: IoptArea | null;
     while ((area = this.areas.iterFirst(cur, last))) {
       if (!area.pages) return { unmapped, error: kerr(Errno.EBUSY, `the mapping at ${hx(area.start)} is being created or destroyed`) };
       if (area.start < start || area.last > last) {
         return { unmapped, error: kerr(Errno.ENOENT, `the mapping [${hx(area.start)}, ${hx(area.last)}] is only partly inside [${hx(start)}, ${hx(last)}]; mappings cannot be split`) };
       }
+      if (area.start !== cur) tries = 0;
       if (area.numAccesses) {
-        return { unmapped, error: kerr(Errno.EDEADLK, `the mapping at ${hx(area.start)} has in-kernel users that did not let go`) };
+        // Block new pins, ask every access to let go, and look again.
+        cur = area.start;
+        area.preventAccess = true;
+        for (const a of [...this.accesses]) a.notifyUnmap(area.start, area.length);
+        if (++tries > 100) {
+          return { unmapped, error: kerr(Errno.EDEADLK, `the mapping at ${hx(area.start)} has in-kernel users that did not let go after 100 requests`) };
+        }
+        continue;
       }
       const pages = area.pages;
       area.pages = null;
@@ -379,7 +396,7 @@ export class IoPagetable {
       const min = lowestSetBit(d.pgsizeBitmap);
       if (min > align) align = min;
     }
-    if (this.pinningAccesses && PAGE_SIZE_N > align) align = PAGE_SIZE_N;
+    for (const a of this.accesses) if (a.iovaAlignment > align) align = a.iovaAlignment;
     if (align > this.iovaAlignment) this.checkIovaAlignment(align);
     this.iovaAlignment = align;
   }
@@ -399,6 +416,23 @@ export class IoPagetable {
 
   enableLarge(): void {
     this.disableLargePages = false;
+    this.calculateIovaAlignment();
+  }
+
+  /** iopt_add_access: the new user's alignment must fit every existing area. */
+  addAccess(access: IoptAccess): void {
+    this.accesses.add(access);
+    try {
+      this.calculateIovaAlignment();
+    } catch (e) {
+      this.accesses.delete(access);
+      throw e;
+    }
+  }
+
+  /** iopt_remove_access. */
+  removeAccess(access: IoptAccess): void {
+    this.accesses.delete(access);
     this.calculateIovaAlignment();
   }
 

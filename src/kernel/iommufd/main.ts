@@ -51,6 +51,8 @@ import { IommufdIoas, getIoas, ioasAlloc, ioasAllowIovas, ioasCopy, ioasIovaRang
 import { IOMMUFD_OBJ, IOPT_PAGES_ACCOUNT, IommufdCtx } from './object.js';
 import { Ucmd } from './ucmd.js';
 import { iommufdVfioIoctl } from './vfio_compat.js';
+import { SelftestState, iommufdTest } from './selftest.js';
+import { IOMMU_TEST_CMD, iommu_test_cmd } from '../../uapi/iommufd_test.js';
 
 /** The misc device numbers: /dev/iommu gets a dynamic minor; this is what the oracle reports. */
 export const MISC_MAJOR = 10;
@@ -82,6 +84,7 @@ export const iommufdIoctlOps: readonly IoctlOp[] = [
   op(IOMMU_IOAS_UNMAP, 'IOMMU_IOAS_UNMAP', iommu_ioas_unmap, 'length', ioasUnmap),
   op(IOMMU_OPTION, 'IOMMU_OPTION', iommu_option, 'val64', iommufdOption),
   op(IOMMU_VFIO_IOAS, 'IOMMU_VFIO_IOAS', iommu_vfio_ioas, '__reserved', iommufdVfioIoas),
+  op(IOMMU_TEST_CMD, 'IOMMU_TEST_CMD', iommu_test_cmd, 'last', iommufdTest),
 ];
 
 function iommufdDestroy(u: Ucmd<typeof iommu_destroy>): number {
@@ -146,6 +149,8 @@ export class IommufdModule {
   /** Every open context, for invariant checks and the object graph view. */
   readonly contexts = new Set<IommufdCtx>();
   readonly fops: FileOperations;
+  /** The IOMMUFD_TEST module's state (CONFIG_IOMMUFD_TEST is on, as on the oracle). */
+  readonly selftest = new SelftestState();
 
   constructor(machine: Machine) {
     this.machine = machine;
@@ -161,6 +166,7 @@ export class IommufdModule {
     };
     machine.nameIoctls(vfioAbi.ioctls);
     machine.nameIoctls(iommufdAbi.ioctls);
+    machine.nameIoctls({ IOMMU_TEST_CMD });
     machine.devices.register('/dev/iommu', {
       major: MISC_MAJOR,
       minor: IOMMU_MISC_MINOR,

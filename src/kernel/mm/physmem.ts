@@ -16,6 +16,8 @@ export class Frame {
   readonly pfn: number;
   refs = 0;
   pins = 0;
+  /** Part of a huge (compound) page. */
+  compound = false;
   #data: Uint8Array | null = null;
 
   constructor(pfn: number) {
@@ -74,6 +76,7 @@ export class PhysMem {
     for (let i = 0; i < count; i++) {
       const f = new Frame(first + i);
       f.refs = 1;
+      f.compound = true;
       this.#frames.set(f.pfn, f);
       out.push(f);
     }

@@ -1,0 +1,208 @@
+/**
+ * iommufd_access: an in-kernel user of an IOAS that reaches user memory through IOVAs without a
+ * device — emulated mdev-style drivers, and the selftest's access objects.
+ *
+ * An access attaches to one IOAS (holding a reference on it), may pin pages by IOVA (only when it
+ * declared `needsPinPages`, which raises the IOAS alignment to PAGE_SIZE) and read or write through
+ * IOVAs. When userspace unmaps a range an access holds, the io_pagetable calls the access's
+ * `unmap` op and retries until the access let go. Pins are kept per area slice exactly as the
+ * kernel's access_itree does: one user per pin of a range, the page pinned once however many.
+ */
+
+import { Errno, fail } from '../../errno.js';
+import { type Frame, PAGE_SIZE_N } from '../mm/physmem.js';
+import type { Process } from '../process.js';
+import { IOMMU_READ, IOMMU_WRITE, type IoptAccess, type IoptArea } from './io_pagetable.js';
+import { type IommufdIoas, getIoas } from './ioas.js';
+import { IOMMUFD_OBJ, type IommufdCtx, IommufdObject } from './object.js';
+
+export const IOMMUFD_ACCESS_RW_READ = 0;
+export const IOMMUFD_ACCESS_RW_WRITE = 1 << 0;
+export const IOMMUFD_ACCESS_RW_KTHREAD = 1 << 1;
+export const IOMMUFD_ACCESS_RW_SLOW_PATH = 1 << 2;
+
+export interface AccessOps {
+  readonly needsPinPages: boolean;
+  /** Drop every pin the user holds inside [iova, iova + length). */
+  unmap(iova: bigint, length: bigint): void;
+}
+
+const hx = (v: bigint): string => `0x${v.toString(16)}`;
+
+/** The areas covering [iova, last] contiguously, with the slice of each; ENOENT at a gap. */
+function* contigAreas(ioas: IommufdIoas, iova: bigint, last: bigint): Generator<{ area: IoptArea; cur: bigint; end: bigint }> {
+  let cur = iova;
+  for (;;) {
+    const area = ioas.iopt.areas.iterFirst(cur, cur);
+    if (!area || !area.pages || area.start > cur) fail(Errno.ENOENT, `IOVA ${hx(cur)} is not mapped in IOAS ${ioas.id}`);
+    const end = last < area.last ? last : area.last;
+    yield { area, cur, end };
+    if (end === last) return;
+    cur = end + 1n;
+  }
+}
+
+const toIndex = (area: IoptArea, iova: bigint): number => Number(area.startByte(iova) / PAGE_SIZE_N);
+
+function checkProt(area: IoptArea, flags: number): void {
+  const need = flags & IOMMUFD_ACCESS_RW_WRITE ? IOMMU_WRITE : IOMMU_READ;
+  if (!(area.iommuProt & need)) fail(Errno.EPERM, `the mapping at ${hx(area.start)} is not ${need === IOMMU_WRITE ? 'writeable' : 'readable'}`);
+}
+
+export class IommufdAccess extends IommufdObject implements IoptAccess {
+  readonly type = IOMMUFD_OBJ.ACCESS;
+  readonly ops: AccessOps;
+  readonly iovaAlignment: bigint;
+  /** The IOAS pins may be taken from (null while detached or changing). */
+  ioas: IommufdIoas | null = null;
+  /** The IOAS pins are returned to. */
+  ioasUnpin: IommufdIoas | null = null;
+
+  constructor(ictx: IommufdCtx, ops: AccessOps) {
+    super(ictx);
+    this.ops = ops;
+    this.iovaAlignment = ops.needsPinPages ? PAGE_SIZE_N : 1n;
+  }
+
+  /** iommufd_access_create: published at once, with an extra reference the creator holds. */
+  static create(ictx: IommufdCtx, task: Process | null, ops: AccessOps): IommufdAccess {
+    const access = ictx.alloc(task, new IommufdAccess(ictx, ops));
+    access.users++;
+    ictx.file.get();
+    ictx.finalize(access);
+    return access;
+  }
+
+  notifyUnmap(iova: bigint, length: bigint): void {
+    this.ops.unmap(iova, length);
+  }
+
+  /** iommufd_access_change_ioas. */
+  #changeIoas(next: IommufdIoas | null): void {
+    const cur = this.ioas;
+    if (cur !== this.ioasUnpin) fail(Errno.EBUSY, 'the access is being detached');
+    if (cur === next) return;
+    this.ioas = null;
+    if (next) {
+      try {
+        next.iopt.addAccess(this);
+      } catch (e) {
+        this.ioas = cur;
+        throw e;
+      }
+      next.users++;
+    }
+    if (cur) {
+      this.ops.unmap(0n, (1n << 64n) - 1n);
+      cur.iopt.removeAccess(this);
+      cur.users--;
+    }
+    this.ioas = next;
+    this.ioasUnpin = next;
+  }
+
+  /** iommufd_access_attach. */
+  attach(task: Process | null, ioasId: number): void {
+    if (this.ioas) fail(Errno.EINVAL, 'the access is already attached');
+    this.#changeIoas(getIoas(this.ictx, task, ioasId));
+  }
+
+  /** iommufd_access_replace. */
+  replace(task: Process | null, ioasId: number): void {
+    if (!this.ioas) fail(Errno.ENOENT, 'the access is not attached to an IOAS');
+    this.#changeIoas(getIoas(this.ictx, task, ioasId));
+  }
+
+  /** iommufd_access_destroy: the creator lets go; the object goes with its last user. */
+  release(): void {
+    this.ictx.removeKernel(this, true);
+  }
+
+  destroy(): void {
+    if (this.ioas) this.#changeIoas(null);
+    this.ictx.file.put();
+  }
+
+  /** iommufd_access_pin_pages: pin [iova, iova+length), page aligned within each area. */
+  pinPages(task: Process | null, iova: bigint, length: bigint, flags: number): Frame[] {
+    if (!this.ops.needsPinPages) fail(Errno.EINVAL, 'this access did not declare that it pins pages');
+    if (length === 0n) fail(Errno.EINVAL, 'length is 0');
+    const last = iova + length - 1n;
+    if (last >= 1n << 64n) fail(Errno.EOVERFLOW, `iova ${hx(iova)} + length overflows`);
+    const ioas = this.ioas;
+    if (!ioas) fail(Errno.ENOENT, 'the access is not attached to an IOAS');
+    const done: { area: IoptArea; first: number; lastIdx: number }[] = [];
+    const out: Frame[] = [];
+    try {
+      for (const { area, cur, end } of contigAreas(ioas, iova, last)) {
+        const aligned = area.startByte(cur) % PAGE_SIZE_N === 0n && (end === last || area.startByte(area.last) % PAGE_SIZE_N === PAGE_SIZE_N - 1n);
+        if (area.preventAccess || !aligned) fail(Errno.EINVAL, area.preventAccess ? `the mapping at ${hx(area.start)} is being unmapped` : `[${hx(cur)}, ${hx(end)}] does not cover whole pages`);
+        checkProt(area, flags);
+        if (flags & IOMMUFD_ACCESS_RW_WRITE && !area.pages!.writable) fail(Errno.EPERM, 'the pages were mapped read-only');
+        const first = toIndex(area, cur);
+        const lastIdx = toIndex(area, end);
+        out.push(...area.pages!.pin(task, first, lastIdx));
+        area.numAccesses++;
+        done.push({ area, first, lastIdx });
+      }
+    } catch (e) {
+      for (const d of done) {
+        d.area.numAccesses--;
+        d.area.pages!.unpin(d.first, d.lastIdx);
+      }
+      throw e;
+    }
+    return out;
+  }
+
+  /** iommufd_access_unpin_pages. */
+  unpinPages(iova: bigint, length: bigint): void {
+    const ioas = this.ioasUnpin;
+    if (!ioas || length === 0n) throw new Error('unpin of an access that holds nothing there');
+    for (const { area, cur, end } of contigAreas(ioas, iova, iova + length - 1n)) {
+      area.numAccesses--;
+      area.pages!.unpin(toIndex(area, cur), toIndex(area, end));
+    }
+  }
+
+  /**
+   * iommufd_access_rw: copy between `data` and the memory behind [iova, iova+data.length).
+   * Pages some user pinned are read through their frames (they outlive the process that mapped
+   * them); the rest through the mapping process's memory, faulting as copy_*_user would.
+   */
+  rw(task: Process | null, iova: bigint, data: Uint8Array, flags: number): void {
+    if (data.length === 0) fail(Errno.EINVAL, 'length is 0');
+    const last = iova + BigInt(data.length) - 1n;
+    if (last >= 1n << 64n) fail(Errno.EOVERFLOW, `iova ${hx(iova)} + length overflows`);
+    const ioas = this.ioas;
+    if (!ioas) fail(Errno.ENOENT, 'the access is not attached to an IOAS');
+    let off = 0;
+    const write = (flags & IOMMUFD_ACCESS_RW_WRITE) !== 0;
+    for (const { area, cur, end } of contigAreas(ioas, iova, last)) {
+      if (area.preventAccess) fail(Errno.EINVAL, `the mapping at ${hx(area.start)} is being unmapped`);
+      checkProt(area, flags);
+      const pages = area.pages!;
+      if (write && !pages.writable) fail(Errno.EPERM, 'the pages were mapped read-only');
+      let byte = area.startByte(cur);
+      const stop = area.startByte(end);
+      while (byte <= stop) {
+        const idx = Number(byte / PAGE_SIZE_N);
+        const inPage = Number(byte % PAGE_SIZE_N);
+        const n = Math.min(Number(PAGE_SIZE_N) - inPage, Number(stop - byte) + 1);
+        const frame = pages.frameAt(idx);
+        const uaddr = pages.uptr + byte;
+        if (frame) {
+          if (write) frame.write(inPage, data.subarray(off, off + n));
+          else data.set(frame.read(inPage, n), off);
+        } else {
+          if (task?.machine.inject.shouldFail(task, 'iommufd')) fail(Errno.EINVAL, 'reading user pages: fault injected (fail-nth)');
+          if (!pages.sourceMm.alive) fail(Errno.EFAULT, 'the mapping process has exited and the page is not pinned');
+          if (write) pages.sourceMm.write(uaddr, data.subarray(off, off + n));
+          else data.set(pages.sourceMm.read(uaddr, n), off);
+        }
+        off += n;
+        byte += BigInt(n);
+      }
+    }
+  }
+}
