@@ -8,6 +8,7 @@
  */
 
 import { IommufdAccess } from './iommufd/access.js';
+import { IommufdFault } from './iommufd/fault.js';
 import { IOMMUFD_OBJ, IOPT_PAGES_ACCOUNT } from './iommufd/object.js';
 import type { IommufdIoas } from './iommufd/ioas.js';
 import type { IoptPages } from './iommufd/pages.js';
@@ -23,6 +24,7 @@ export function checkInvariants(m: Machine): string[] {
     for (const obj of ictx.objects()) expectedUsers.set(obj.id, 1);
     const bump = (id: number): void => void expectedUsers.set(id, (expectedUsers.get(id) ?? 0) + 1);
     for (const obj of ictx.objects()) {
+      if (obj instanceof IommufdFault && obj.file && obj.file.refs > 0) bump(obj.id); // its open fd
       if (!(obj instanceof IommufdAccess)) continue;
       bump(obj.id); // the creating driver's reference
       if (obj.ioas) bump(obj.ioas.id);

@@ -29,6 +29,18 @@ import {
   IOMMU_VFIO_IOAS_CLEAR,
   IOMMU_VFIO_IOAS_GET,
   IOMMU_VFIO_IOAS_SET,
+  IOMMU_FAULT_QUEUE_ALLOC,
+  IOMMU_GET_HW_INFO,
+  IOMMU_HWPT_ALLOC,
+  IOMMU_HWPT_GET_DIRTY_BITMAP,
+  IOMMU_HWPT_INVALIDATE,
+  IOMMU_HWPT_SET_DIRTY_TRACKING,
+  iommu_fault_alloc,
+  iommu_hw_info,
+  iommu_hwpt_alloc,
+  iommu_hwpt_get_dirty_bitmap,
+  iommu_hwpt_invalidate,
+  iommu_hwpt_set_dirty_tracking,
   iommufdAbi,
   iommu_destroy,
   iommu_ioas_alloc,
@@ -51,6 +63,8 @@ import { IommufdIoas, getIoas, ioasAlloc, ioasAllowIovas, ioasCopy, ioasIovaRang
 import { IOMMUFD_OBJ, IOPT_PAGES_ACCOUNT, IommufdCtx } from './object.js';
 import { Ucmd } from './ucmd.js';
 import { iommufdVfioIoctl } from './vfio_compat.js';
+import { faultAlloc } from './fault.js';
+import { getHwInfo, hwptAlloc, hwptGetDirtyBitmap, hwptInvalidate, hwptSetDirtyTracking } from './hw_pagetable.js';
 import { SelftestState, iommufdTest } from './selftest.js';
 import { IOMMU_TEST_CMD, iommu_test_cmd } from '../../uapi/iommufd_test.js';
 
@@ -84,6 +98,12 @@ export const iommufdIoctlOps: readonly IoctlOp[] = [
   op(IOMMU_IOAS_UNMAP, 'IOMMU_IOAS_UNMAP', iommu_ioas_unmap, 'length', ioasUnmap),
   op(IOMMU_OPTION, 'IOMMU_OPTION', iommu_option, 'val64', iommufdOption),
   op(IOMMU_VFIO_IOAS, 'IOMMU_VFIO_IOAS', iommu_vfio_ioas, '__reserved', iommufdVfioIoas),
+  op(IOMMU_HWPT_ALLOC, 'IOMMU_HWPT_ALLOC', iommu_hwpt_alloc, '__reserved', hwptAlloc),
+  op(IOMMU_GET_HW_INFO, 'IOMMU_GET_HW_INFO', iommu_hw_info, '__reserved', getHwInfo),
+  op(IOMMU_HWPT_SET_DIRTY_TRACKING, 'IOMMU_HWPT_SET_DIRTY_TRACKING', iommu_hwpt_set_dirty_tracking, '__reserved', hwptSetDirtyTracking),
+  op(IOMMU_HWPT_GET_DIRTY_BITMAP, 'IOMMU_HWPT_GET_DIRTY_BITMAP', iommu_hwpt_get_dirty_bitmap, 'data', hwptGetDirtyBitmap),
+  op(IOMMU_HWPT_INVALIDATE, 'IOMMU_HWPT_INVALIDATE', iommu_hwpt_invalidate, '__reserved', hwptInvalidate),
+  op(IOMMU_FAULT_QUEUE_ALLOC, 'IOMMU_FAULT_QUEUE_ALLOC', iommu_fault_alloc, 'out_fault_fd', faultAlloc),
   op(IOMMU_TEST_CMD, 'IOMMU_TEST_CMD', iommu_test_cmd, 'last', iommufdTest),
 ];
 
