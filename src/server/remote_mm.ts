@@ -13,16 +13,37 @@
  * client unmapped it; the emulator cannot, and documents that.)
  */
 
-import { closeSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { Errno, fail } from '../errno.js';
 import { type HugePool, Mm } from '../kernel/mm/mm.js';
 import { Frame, PAGE_SHIFT, PAGE_SIZE_N, type PhysMem } from '../kernel/mm/physmem.js';
 
 interface MapEntry {
-  start: bigint;
-  end: bigint;
+  start: number;
+  end: number;
   read: boolean;
   write: boolean;
+}
+
+/** /proc/PID/maps lines: `start-end perms ...`, addresses in hex (user addresses fit a Number). */
+function parseMaps(text: string): MapEntry[] {
+  const out: MapEntry[] = [];
+  let at = 0;
+  while (at < text.length) {
+    const nl = text.indexOf('\n', at);
+    const line = text.slice(at, nl < 0 ? text.length : nl);
+    at = nl < 0 ? text.length : nl + 1;
+    const dash = line.indexOf('-');
+    const sp = line.indexOf(' ', dash);
+    if (dash < 0 || sp < 0) continue;
+    out.push({
+      start: parseInt(line.slice(0, dash), 16),
+      end: parseInt(line.slice(dash + 1, sp), 16),
+      read: line[sp + 1] === 'r',
+      write: line[sp + 2] === 'w',
+    });
+  }
+  return out;
 }
 
 class RemoteFrame extends Frame {
@@ -48,11 +69,16 @@ export class RemoteMm extends Mm {
   readonly pid: number;
   #fd: number;
   #maps: MapEntry[] | null = null;
+  #mapsText = '';
+  readonly #mapsFd: number;
+  readonly #mapsBuf = Buffer.alloc(64 * 1024);
+  #parsed: MapEntry[] = [];
 
   constructor(phys: PhysMem, hugePool: HugePool, pid: number) {
     super(phys, hugePool);
     this.pid = pid;
     this.#fd = openSync(`/proc/${pid}/mem`, 'r+');
+    this.#mapsFd = openSync(`/proc/${pid}/maps`, 'r');
   }
 
   /** Forget the cached /proc/PID/maps (call between requests). */
@@ -62,15 +88,30 @@ export class RemoteMm extends Mm {
 
   #vma(addr: bigint): MapEntry | undefined {
     if (!this.alive) fail(Errno.EFAULT, 'the client has exited');
-    this.#maps ??= readFileSync(`/proc/${this.pid}/maps`, 'utf8')
-      .split('\n')
-      .filter((l) => l)
-      .map((l) => {
-        const [range, perms] = l.split(' ');
-        const [a, b] = range!.split('-');
-        return { start: BigInt(`0x${a}`), end: BigInt(`0x${b}`), read: perms![0] === 'r', write: perms![1] === 'w' };
-      });
-    return this.#maps.find((m) => addr >= m.start && addr < m.end);
+    if (!this.#maps) {
+      // Re-read every request, but parse only when the layout changed since the last one.
+      const text = this.#readMaps();
+      if (text !== this.#mapsText) {
+        this.#mapsText = text;
+        this.#parsed = parseMaps(text);
+      }
+      this.#maps = this.#parsed;
+    }
+    const a = Number(addr);
+    return this.#maps.find((m) => a >= m.start && a < m.end);
+  }
+
+  /** /proc/PID/maps through a descriptor kept open: one pread per request, not four syscalls. */
+  #readMaps(): string {
+    const chunks: Buffer[] = [];
+    let pos = 0;
+    for (;;) {
+      const n = readSync(this.#mapsFd, this.#mapsBuf, 0, this.#mapsBuf.length, pos);
+      if (n <= 0) break;
+      chunks.push(Buffer.from(this.#mapsBuf.subarray(0, n)));
+      pos += n;
+    }
+    return Buffer.concat(chunks).toString('latin1');
   }
 
   #check(addr: bigint, length: number, write: boolean): void {
@@ -80,7 +121,7 @@ export class RemoteMm extends Mm {
       const v = this.#vma(a);
       if (!v) fail(Errno.EFAULT, `address 0x${a.toString(16)} is not mapped in pid ${this.pid}`);
       if (write ? !v.write : !v.read) fail(Errno.EFAULT, `${write ? 'write to' : 'read of'} 0x${a.toString(16)} violates pid ${this.pid}'s mapping protection`);
-      a = v.end;
+      a = BigInt(v.end);
     }
   }
 
@@ -143,6 +184,7 @@ export class RemoteMm extends Mm {
     if (!this.alive) return;
     super.teardown();
     closeSync(this.#fd);
+    closeSync(this.#mapsFd);
   }
 }
 
