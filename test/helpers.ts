@@ -28,6 +28,17 @@ import type { AnyStruct, StructSchema, StructValue, FieldMap } from '../src/uapi
 
 export const PAGE = 4096n;
 
+/** A seeded xorshift32 generator in [0, 1): randomized tests that replay the same way every run. */
+export function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 2 ** 32;
+  };
+}
+
 /** A machine that fails the test the moment any call leaves it inconsistent. */
 export function checkedMachine(opts: MachineOptions = {}): Machine {
   const m = new Machine(opts);

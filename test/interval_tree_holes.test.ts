@@ -6,16 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { IntervalTree, type IntervalNode, doubleSpans } from '../src/kernel/lib/interval_tree.js';
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
+import { rng } from './helpers.js';
 
 test('holes() equals the hole spans of at least minSize, for random disjoint trees', () => {
   const r = rng(42);

@@ -45,7 +45,7 @@ import {
   iommu_vfio_ioas,
 } from '../src/index.js';
 import { IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE } from '../src/kernel/iommufd/io_pagetable.js';
-import { PAGE, RW, call, fails, map, ok, unmap } from './helpers.js';
+import { PAGE, RW, call, fails, map, ok, rng, unmap } from './helpers.js';
 import {
   BUFFER_SIZE,
   type IoasFixture,
@@ -1378,16 +1378,6 @@ function modelMap(m: IoptModel, uptr: bigint, length: bigint, fixed: bigint | nu
   if ((uptr % PAGE) & (m.align - 1n)) return Errno.EINVAL;
   m.areas.push([iova, iova + length - 1n]);
   return iova;
-}
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
 }
 
 describe('kernel-chosen IOVAs against a transcription of iopt_alloc_iova', () => {

@@ -24,7 +24,7 @@ import {
   iommu_ioas_alloc,
 } from '../src/index.js';
 import { IntervalTree, type IntervalNode, doubleSpans, type Span } from '../src/kernel/lib/interval_tree.js';
-import { PAGE, checkedMachine, fails, ioasAlloc, map, ok, setup } from './helpers.js';
+import { PAGE, checkedMachine, fails, ioasAlloc, map, ok, rng, setup } from './helpers.js';
 import { ioasObj } from './recording_domain.js';
 
 const RW_PROT = PROT_READ | PROT_WRITE;
@@ -348,16 +348,6 @@ describe('fork and exit', () => {
 
 interface Node extends IntervalNode {
   id: number;
-}
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
 }
 
 /** The naive model: an array in tree order, (start, insertion sequence). */
