@@ -10,12 +10,25 @@
  * through /proc/PID/mem, so pointers inside ioctl structs are followed as the kernel follows them.
  *
  * fork: the daemon captures the emulated fd table first, then the child connects on its own
- * socket and claims it, so both sides see the same emulated files afterwards.
+ * socket and claims it, so both sides see the same emulated files afterwards; reaping it: wait.c.
+ *
+ * Files made inside a call (IOMMU_TEST_OP_CREATE_ACCESS, IOMMU_FAULT_QUEUE_ALLOC, ...): every
+ * ioctl offers the daemon a spare real fd at the lowest free number, the number the kernel's
+ * get_unused_fd_flags() would pick; the daemon installs the new file there and says so, and the
+ * shim keeps the spare as that file's backing fd (or closes it when unused).
+ *
+ * debugfs: with IOMMUFD_EMU_DEBUGFS set, paths under /sys/kernel/debug are served from that
+ * directory (the daemon's fault-injection attribute files), so the fail-nth selftest finds the
+ * knobs it configures.
+ *
+ * Hugetlb memory comes from the emulated machine, not the host: hugetlb.c.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -30,6 +43,7 @@
 #include <unistd.h>
 
 #include "protocol.h"
+#include "shim.h"
 
 #define MAX_FDS 4096
 #define HIGH_FD 800
@@ -38,14 +52,6 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int sock = -1;
 static int emu_wr[MAX_FDS]; /* write end + 1 of the pipe behind an emulated fd; 0 = not emulated */
 static char last_reason[1024];
-
-#define REAL(ret, name, ...)                                                   \
-	static ret (*real_##name)(__VA_ARGS__);                                \
-	static void resolve_##name(void)                                       \
-	{                                                                      \
-		if (!real_##name)                                              \
-			real_##name = dlsym(RTLD_NEXT, #name);                 \
-	}
 
 REAL(int, open, const char *, int, ...)
 REAL(int, open64, const char *, int, ...)
@@ -60,6 +66,13 @@ REAL(int, dup2, int, int)
 REAL(int, dup3, int, int, int)
 REAL(int, fcntl, int, int, ...)
 REAL(pid_t, fork, void)
+REAL(ssize_t, pread, int, void *, size_t, off_t)
+REAL(ssize_t, pread64, int, void *, size_t, off64_t)
+REAL(ssize_t, pwrite, int, const void *, size_t, off_t)
+REAL(ssize_t, pwrite64, int, const void *, size_t, off64_t)
+REAL(DIR *, opendir, const char *)
+REAL(FILE *, fopen, const char *, const char *)
+REAL(FILE *, fopen64, const char *, const char *)
 
 /** The reason the daemon gave for the last refused call on an emulated fd. */
 const char *iommufd_emu_last_reason(void)
@@ -83,6 +96,23 @@ static int emulated_path(const char *p)
 		return n > 9 && !strcmp(p + n - 9, "/fail-nth") && strstr(p, "/task/");
 	}
 	return 0;
+}
+
+/*
+ * The path to really open for `p`: under /sys/kernel/debug, the daemon's debugfs directory
+ * (IOMMUFD_EMU_DEBUGFS); otherwise `p` itself.
+ */
+static const char *debugfs_path(const char *p, char *buf, size_t n)
+{
+	static const char root[] = "/sys/kernel/debug";
+	const char *dir = getenv("IOMMUFD_EMU_DEBUGFS");
+	size_t rl = sizeof(root) - 1;
+
+	if (!p || !dir || strncmp(p, root, rl) || (p[rl] && p[rl] != '/'))
+		return p;
+	if ((size_t)snprintf(buf, n, "%s%s", dir, p + rl) >= n)
+		return p;
+	return buf;
 }
 
 static int full_io(int fd, void *buf, size_t len, int wr)
@@ -114,12 +144,15 @@ static int high_fd(int fd)
 	return h;
 }
 
-/* One round trip; lock held by the caller. Returns ret, or -1 with errno on failure. */
-static int64_t rpc_locked(uint32_t op, int fd, int fd2, uint64_t a0, uint64_t a1,
-			  const void *payload, uint32_t plen)
+/*
+ * One round trip; lock held by the caller. Returns ret, or -1 with errno on failure; the
+ * response's flags go to *flags when asked for.
+ */
+static int64_t rpc_locked(uint32_t op, int fd, int fd2, uint64_t a0, uint64_t a1, uint64_t a2,
+			  const void *payload, uint32_t plen, uint32_t *flags)
 {
 	struct emu_req req = { .len = sizeof(req) + plen, .op = op, .fd = fd, .fd2 = fd2,
-			       .a0 = a0, .a1 = a1 };
+			       .a0 = a0, .a1 = a1, .a2 = a2 };
 	struct emu_resp resp;
 	char reason[sizeof(last_reason)];
 
@@ -149,6 +182,8 @@ static int64_t rpc_locked(uint32_t op, int fd, int fd2, uint64_t a0, uint64_t a1
 		if (getenv("IOMMUFD_EMU_VERBOSE"))
 			fprintf(stderr, "iommufd-emu: %s\n", last_reason);
 	}
+	if (flags)
+		*flags = resp.flags;
 	if (resp.ret < 0)
 		errno = resp.err;
 	return resp.ret;
@@ -181,7 +216,7 @@ static int connect_daemon(uint32_t op, uint64_t a0, uint64_t a1)
 	if (!getsockopt(s, SOL_SOCKET, SO_PEERCRED, &peer, &plen))
 		prctl(PR_SET_PTRACER, peer.pid, 0, 0, 0);
 	sock = high_fd(s);
-	if (rpc_locked(op, -1, -1, a0, a1, NULL, 0) < 0) {
+	if (rpc_locked(op, -1, -1, a0, a1, 0, NULL, 0, NULL) < 0) {
 		int e = errno;
 		real_close(sock);
 		sock = -1;
@@ -191,8 +226,8 @@ static int connect_daemon(uint32_t op, uint64_t a0, uint64_t a1)
 	return 0;
 }
 
-static int64_t rpc(uint32_t op, int fd, int fd2, uint64_t a0, uint64_t a1, const void *payload,
-		   uint32_t plen)
+int64_t emu_rpc_flags(uint32_t op, int fd, int fd2, uint64_t a0, uint64_t a1, uint64_t a2,
+		  const void *payload, uint32_t plen, uint32_t *flags)
 {
 	int64_t r;
 	pthread_mutex_lock(&lock);
@@ -200,9 +235,25 @@ static int64_t rpc(uint32_t op, int fd, int fd2, uint64_t a0, uint64_t a1, const
 		pthread_mutex_unlock(&lock);
 		return -1;
 	}
-	r = rpc_locked(op, fd, fd2, a0, a1, payload, plen);
+	r = rpc_locked(op, fd, fd2, a0, a1, a2, payload, plen, flags);
 	pthread_mutex_unlock(&lock);
 	return r;
+}
+
+int emu_connected(void)
+{
+	int c;
+
+	pthread_mutex_lock(&lock);
+	c = sock >= 0;
+	pthread_mutex_unlock(&lock);
+	return c;
+}
+
+int64_t emu_rpc(uint32_t op, int fd, int fd2, uint64_t a0, uint64_t a1, const void *payload,
+	    uint32_t plen)
+{
+	return emu_rpc_flags(op, fd, fd2, a0, a1, 0, payload, plen, NULL);
 }
 
 /* Forget the shim's half of an emulated fd (the real fd itself is the caller's business). */
@@ -223,7 +274,7 @@ static int mirror_dup(int oldfd, int newfd)
 	wr = real_fcntl(emu_wr[oldfd] - 1, F_DUPFD_CLOEXEC, HIGH_FD);
 	if (wr < 0 || newfd >= MAX_FDS)
 		return -1;
-	if (rpc(EMU_DUP2, oldfd, newfd, 0, 0, NULL, 0) < 0) {
+	if (emu_rpc(EMU_DUP2, oldfd, newfd, 0, 0, NULL, 0) < 0) {
 		int e = errno;
 		real_close(wr);
 		errno = e;
@@ -251,7 +302,7 @@ static int emu_open(const char *path, int flags)
 	resolve_write();
 	if (real_write(p[1], "", 1) != 1)
 		return -1;
-	r = rpc(EMU_OPEN, p[0], -1, (uint32_t)flags, 0, path, strlen(path));
+	r = emu_rpc(EMU_OPEN, p[0], -1, (uint32_t)flags, 0, path, strlen(path));
 	if (r < 0) {
 		int e = errno;
 		real_close(p[0]);
@@ -274,20 +325,22 @@ static int emu_open(const char *path, int flags)
 
 int open(const char *path, int flags, ...)
 {
+	char buf[PATH_MAX];
 	OPEN_MODE(flags);
 	if (emulated_path(path))
 		return emu_open(path, flags);
 	resolve_open();
-	return real_open(path, flags, mode);
+	return real_open(debugfs_path(path, buf, sizeof(buf)), flags, mode);
 }
 
 int open64(const char *path, int flags, ...)
 {
+	char buf[PATH_MAX];
 	OPEN_MODE(flags);
 	if (emulated_path(path))
 		return emu_open(path, flags);
 	resolve_open64();
-	return real_open64(path, flags, mode);
+	return real_open64(debugfs_path(path, buf, sizeof(buf)), flags, mode);
 }
 
 int __open_2(const char *path, int flags)
@@ -302,20 +355,22 @@ int __open64_2(const char *path, int flags)
 
 int openat(int dirfd, const char *path, int flags, ...)
 {
+	char buf[PATH_MAX];
 	OPEN_MODE(flags);
 	if (path[0] == '/' && emulated_path(path))
 		return emu_open(path, flags);
 	resolve_openat();
-	return real_openat(dirfd, path, flags, mode);
+	return real_openat(dirfd, debugfs_path(path, buf, sizeof(buf)), flags, mode);
 }
 
 int openat64(int dirfd, const char *path, int flags, ...)
 {
+	char buf[PATH_MAX];
 	OPEN_MODE(flags);
 	if (path[0] == '/' && emulated_path(path))
 		return emu_open(path, flags);
 	resolve_openat64();
-	return real_openat64(dirfd, path, flags, mode);
+	return real_openat64(dirfd, debugfs_path(path, buf, sizeof(buf)), flags, mode);
 }
 
 int __openat_2(int dirfd, const char *path, int flags)
@@ -323,34 +378,98 @@ int __openat_2(int dirfd, const char *path, int flags)
 	return openat(dirfd, path, flags);
 }
 
+int __openat64_2(int dirfd, const char *path, int flags)
+{
+	return openat64(dirfd, path, flags);
+}
+
+/* glibc's opendir and fopen open through internal calls the preload cannot see. */
+DIR *opendir(const char *path)
+{
+	char buf[PATH_MAX];
+	resolve_opendir();
+	return real_opendir(debugfs_path(path, buf, sizeof(buf)));
+}
+
+FILE *fopen(const char *path, const char *mode)
+{
+	char buf[PATH_MAX];
+	resolve_fopen();
+	return real_fopen(debugfs_path(path, buf, sizeof(buf)), mode);
+}
+
+FILE *fopen64(const char *path, const char *mode)
+{
+	char buf[PATH_MAX];
+	resolve_fopen64();
+	return real_fopen64(debugfs_path(path, buf, sizeof(buf)), mode);
+}
+
 int close(int fd)
 {
 	resolve_close();
 	if (is_emulated(fd)) {
-		rpc(EMU_CLOSE, fd, -1, 0, 0, NULL, 0);
+		emu_rpc(EMU_CLOSE, fd, -1, 0, 0, NULL, 0);
 		drop_emulated(fd);
 	}
 	return real_close(fd);
+}
+
+/*
+ * A spare real fd at the lowest free number (the read end of a fresh pipe whose write end is moved
+ * high), offered with an ioctl for a file the call may make. Returns -1 if none could be made.
+ */
+static int make_spare(int *wr)
+{
+	int p[2];
+
+	resolve_close();
+	if (pipe2(p, O_CLOEXEC))
+		return -1;
+	if (p[0] >= MAX_FDS) {
+		real_close(p[0]);
+		real_close(p[1]);
+		return -1;
+	}
+	*wr = high_fd(p[1]);
+	return p[0];
 }
 
 int ioctl(int fd, unsigned long req, ...)
 {
 	va_list ap;
 	unsigned long arg;
+	uint32_t flags = 0;
+	int spare, wr = -1, e;
+	int64_t r;
 
 	va_start(ap, req);
 	arg = va_arg(ap, unsigned long);
 	va_end(ap);
-	if (is_emulated(fd))
-		return (int)rpc(EMU_IOCTL, fd, -1, (uint32_t)req, arg, NULL, 0);
-	resolve_ioctl();
-	return real_ioctl(fd, req, arg);
+	if (!is_emulated(fd)) {
+		resolve_ioctl();
+		return real_ioctl(fd, req, arg);
+	}
+	spare = make_spare(&wr);
+	r = emu_rpc_flags(EMU_IOCTL, fd, spare, (uint32_t)req, arg, 0, NULL, 0, &flags);
+	e = errno;
+	if (spare >= 0 && (flags & EMU_RESP_SPARE_USED)) {
+		resolve_write();
+		if (real_write(wr, "", 1) != 1)
+			fprintf(stderr, "iommufd-emu: cannot make fd %d readable\n", spare);
+		emu_wr[spare] = wr + 1;
+	} else if (spare >= 0) {
+		real_close(spare);
+		real_close(wr);
+	}
+	errno = e;
+	return (int)r;
 }
 
 ssize_t read(int fd, void *buf, size_t count)
 {
 	if (is_emulated(fd))
-		return rpc(EMU_READ, fd, -1, (uintptr_t)buf, count, NULL, 0);
+		return emu_rpc(EMU_READ, fd, -1, (uintptr_t)buf, count, NULL, 0);
 	resolve_read();
 	return real_read(fd, buf, count);
 }
@@ -358,9 +477,41 @@ ssize_t read(int fd, void *buf, size_t count)
 ssize_t write(int fd, const void *buf, size_t count)
 {
 	if (is_emulated(fd))
-		return rpc(EMU_WRITE, fd, -1, (uintptr_t)buf, count, NULL, 0);
+		return emu_rpc(EMU_WRITE, fd, -1, (uintptr_t)buf, count, NULL, 0);
 	resolve_write();
 	return real_write(fd, buf, count);
+}
+
+ssize_t pread(int fd, void *buf, size_t count, off_t off)
+{
+	if (is_emulated(fd))
+		return emu_rpc_flags(EMU_PREAD, fd, -1, (uintptr_t)buf, count, (uint64_t)off, NULL, 0, NULL);
+	resolve_pread();
+	return real_pread(fd, buf, count, off);
+}
+
+ssize_t pread64(int fd, void *buf, size_t count, off64_t off)
+{
+	if (is_emulated(fd))
+		return emu_rpc_flags(EMU_PREAD, fd, -1, (uintptr_t)buf, count, (uint64_t)off, NULL, 0, NULL);
+	resolve_pread64();
+	return real_pread64(fd, buf, count, off);
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t count, off_t off)
+{
+	if (is_emulated(fd))
+		return emu_rpc_flags(EMU_PWRITE, fd, -1, (uintptr_t)buf, count, (uint64_t)off, NULL, 0, NULL);
+	resolve_pwrite();
+	return real_pwrite(fd, buf, count, off);
+}
+
+ssize_t pwrite64(int fd, const void *buf, size_t count, off64_t off)
+{
+	if (is_emulated(fd))
+		return emu_rpc_flags(EMU_PWRITE, fd, -1, (uintptr_t)buf, count, (uint64_t)off, NULL, 0, NULL);
+	resolve_pwrite64();
+	return real_pwrite64(fd, buf, count, off);
 }
 
 int dup(int fd)
@@ -394,7 +545,7 @@ int dup2(int oldfd, int newfd)
 {
 	resolve_dup2();
 	if (oldfd != newfd && is_emulated(newfd)) {
-		rpc(EMU_CLOSE, newfd, -1, 0, 0, NULL, 0);
+		emu_rpc(EMU_CLOSE, newfd, -1, 0, 0, NULL, 0);
 		drop_emulated(newfd);
 	}
 	return dup_to(oldfd, newfd, real_dup2(oldfd, newfd));
@@ -404,7 +555,7 @@ int dup3(int oldfd, int newfd, int flags)
 {
 	resolve_dup3();
 	if (oldfd != newfd && is_emulated(newfd)) {
-		rpc(EMU_CLOSE, newfd, -1, 0, 0, NULL, 0);
+		emu_rpc(EMU_CLOSE, newfd, -1, 0, 0, NULL, 0);
 		drop_emulated(newfd);
 	}
 	return dup_to(oldfd, newfd, real_dup3(oldfd, newfd, flags));
@@ -442,7 +593,7 @@ pid_t fork(void)
 		pthread_mutex_unlock(&lock);
 		return real_fork();
 	}
-	token = rpc_locked(EMU_FORK_PREPARE, -1, -1, 0, 0, NULL, 0);
+	token = rpc_locked(EMU_FORK_PREPARE, -1, -1, 0, 0, 0, NULL, 0, NULL);
 	pid = real_fork();
 	if (pid == 0) {
 		real_close(sock);
@@ -455,7 +606,7 @@ pid_t fork(void)
 	}
 	if (pid < 0 && token > 0) {
 		int e = errno;
-		rpc_locked(EMU_FORK_ABORT, -1, -1, token, 0, NULL, 0);
+		rpc_locked(EMU_FORK_ABORT, -1, -1, token, 0, 0, NULL, 0, NULL);
 		errno = e;
 	}
 	pthread_mutex_unlock(&lock);

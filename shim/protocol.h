@@ -15,6 +15,17 @@ enum {
 	EMU_FORK_PREPARE = 9,
 	EMU_FORK_CHILD = 10,
 	EMU_FORK_ABORT = 11,
+	EMU_PREAD = 12,
+	EMU_PWRITE = 13,
+	EMU_REAPED = 14,
+	EMU_MMAP_HUGE = 15,
+	EMU_MUNMAP = 16,
+};
+
+/* emu_resp.flags */
+enum {
+	/* The call made a new file and installed it at the spare fd the request offered (fd2). */
+	EMU_RESP_SPARE_USED = 1 << 0,
 };
 
 struct emu_req {
@@ -29,7 +40,7 @@ struct emu_req {
 
 struct emu_resp {
 	uint32_t len;
-	uint32_t pad;
+	uint32_t flags;
 	int64_t ret;
 	int32_t err;
 	uint32_t pad2;

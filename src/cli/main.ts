@@ -9,9 +9,10 @@ import { runProgram, serve } from './run.js';
 const USAGE = `usage: iommufd-emu <command>
 
 commands:
-  run [--machine FILE] -- PROGRAM [ARGS...]
+  run [--root] [--machine FILE] -- PROGRAM [ARGS...]
            run an unmodified program against the emulated kernel (preload shim + embedded
-           daemon); exits with the program's status
+           daemon); exits with the program's status. --root: the emulated kernel sees uid 0
+           with every capability (as the oracle guest runs programs), not the real credentials
   serve [--socket PATH]
            serve the emulated kernel to shim clients on a Unix socket
   demo     run a scripted session against /dev/iommu on the built-in machine,

@@ -1,7 +1,8 @@
 /**
- * `iommufd-emu run [--machine FILE] -- PROGRAM ARGS`: start a daemon inside this process, run the
- * program with the preload shim pointed at it, and exit with the program's status (128+signal when
- * it was killed), as umockdev-run does. `iommufd-emu serve` runs the daemon alone.
+ * `iommufd-emu run [--root] [--machine FILE] -- PROGRAM ARGS`: start a daemon inside this process,
+ * run the program with the preload shim pointed at it, and exit with the program's status
+ * (128+signal when it was killed), as umockdev-run does. `iommufd-emu serve` runs the daemon alone.
+ * Both give clients a debugfs (src/server/debugfs.ts) next to the socket.
  */
 
 import { spawn } from 'node:child_process';
@@ -12,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { constants } from 'node:os';
 import { Machine } from '../kernel/machine.js';
 import { Daemon, defaultSocketPath } from '../server/daemon.js';
+import { makeDebugfs } from '../server/debugfs.js';
 
 /** The shim the install step built (build/libiommufd-emu.so at the package root). */
 export function shimPath(): string {
@@ -27,8 +29,9 @@ export async function runProgram(argv: string[]): Promise<number> {
     process.stderr.write('iommufd-emu run: --machine files arrive with the simulated IOMMU hardware; only the built-in machine exists yet\n');
     return 2;
   }
-  if (!cmd.length) {
-    process.stderr.write('usage: iommufd-emu run [--machine FILE] -- PROGRAM [ARGS...]\n');
+  const unknown = opts.find((o) => o !== '--root');
+  if (!cmd.length || unknown !== undefined) {
+    process.stderr.write(`${unknown !== undefined ? `iommufd-emu run: unknown option ${unknown}\n` : ''}usage: iommufd-emu run [--root] [--machine FILE] -- PROGRAM [ARGS...]\n`);
     return 2;
   }
   const shim = shimPath();
@@ -38,13 +41,14 @@ export async function runProgram(argv: string[]): Promise<number> {
   }
   const dir = mkdtempSync(join(tmpdir(), 'iommufd-emu-'));
   const sock = join(dir, 'sock');
-  const daemon = new Daemon(new Machine());
+  const debugfs = makeDebugfs(join(dir, 'debugfs'));
+  const daemon = new Daemon(new Machine(), { identity: opts.includes('--root') ? 'root' : 'real' });
   await daemon.listen(sock);
   try {
     const preload = [shim, process.env.LD_PRELOAD].filter(Boolean).join(':');
     const child = spawn(cmd[0]!, cmd.slice(1), {
       stdio: 'inherit',
-      env: { ...process.env, LD_PRELOAD: preload, IOMMUFD_EMU_SOCKET: sock },
+      env: { ...process.env, LD_PRELOAD: preload, IOMMUFD_EMU_SOCKET: sock, IOMMUFD_EMU_DEBUGFS: debugfs },
     });
     return await new Promise<number>((done) => {
       child.on('error', (e) => {
@@ -64,7 +68,11 @@ export async function serve(argv: string[]): Promise<number> {
   const path = i >= 0 && argv[i + 1] ? argv[i + 1]! : defaultSocketPath();
   const daemon = new Daemon(new Machine());
   await daemon.listen(path);
-  process.stdout.write(`iommufd-emu: serving the built-in machine on ${path}\n` + `  run a program with: LD_PRELOAD=${shimPath()} IOMMUFD_EMU_SOCKET=${path} PROGRAM\n`);
+  const debugfs = makeDebugfs(join(dirname(path), 'debugfs'));
+  process.stdout.write(
+    `iommufd-emu: serving the built-in machine on ${path}\n` +
+      `  run a program with: LD_PRELOAD=${shimPath()} IOMMUFD_EMU_SOCKET=${path} IOMMUFD_EMU_DEBUGFS=${debugfs} PROGRAM\n`,
+  );
   await new Promise<void>((stop) => {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

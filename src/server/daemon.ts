@@ -5,28 +5,49 @@
  * Emulated fds carry the numbers of the real fds that stand in for them in the client.
  *
  * A client that goes away — exit, crash, kill -9 — closes its socket, and the daemon runs the
- * emulated process's exit: its files are released and its pins dropped. Other clients never see
- * each other's fds or objects.
+ * emulated process's exit: its files are released and its pins dropped. A parent that reaps a
+ * child says so (REAPED), so the child's exit has run before the parent's next call, as in the
+ * kernel. Other clients never see each other's fds or objects.
+ *
+ * Files the kernel makes inside an ioctl (an access or fault fd) get the number of the spare real
+ * fd the shim offers with every ioctl: the client's lowest free fd, what get_unused_fd_flags()
+ * picks. The process's `fdSource` hands it out; the response says whether it was installed.
  */
 
-import { chmodSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
 import { dirname } from 'node:path';
-import { KernelError } from '../errno.js';
+import { Errno, KernelError, fail } from '../errno.js';
 import type { Machine } from '../kernel/machine.js';
 import { CAP_LAST_CAP, type Process, RLIM_INFINITY, type SysResult } from '../kernel/process.js';
-import { Op, type Request, encodeResponse, parseRequests } from './protocol.js';
-import { RemoteMm } from './remote_mm.js';
+import { Op, type Request, RespFlag, encodeResponse, parseRequests } from './protocol.js';
+import { type HugeRange, RemoteMm } from './remote_mm.js';
 
 interface Client {
   proc: Process | null;
   mm: RemoteMm | null;
+  /** The spare fd the current request offers (-1: none, or already handed out). */
+  spare: number;
+  /** The spare fd handed to the kernel during the current request (-1: none). */
+  spareTaken: number;
 }
 
-type PreparedFork = ReturnType<Process['prepareFork']>;
+export interface DaemonOptions {
+  /**
+   * Whose credentials the emulated kernel sees: each client's real uid, gid and capabilities
+   * (default), or uid 0 with every capability — how the oracle guest runs programs.
+   */
+  identity?: 'real' | 'root';
+}
+
+/** A fork in flight: the kernel half, and the parent's emulated hugetlb mappings. */
+interface PreparedFork {
+  kernel: ReturnType<Process['prepareFork']>;
+  huge: readonly HugeRange[];
+}
 
 /** Credentials and RLIMIT_MEMLOCK of a real process, from /proc. */
-function realIdentity(pid: number): { uid: number; gid: number; caps: number[]; memlock: bigint } {
+function realIdentity(pid: number, identity: 'real' | 'root'): { uid: number; gid: number; caps: number[]; memlock: bigint } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const field = (name: string): string[] => (new RegExp(`^${name}:\\s+(.*)$`, 'm').exec(status)?.[1] ?? '').split(/\s+/);
   const capEff = BigInt(`0x${field('CapEff')[0] ?? '0'}`);
@@ -34,12 +55,9 @@ function realIdentity(pid: number): { uid: number; gid: number; caps: number[]; 
   for (let c = 0; c <= CAP_LAST_CAP; c++) if ((capEff >> BigInt(c)) & 1n) caps.push(c);
   const limits = readFileSync(`/proc/${pid}/limits`, 'utf8');
   const soft = /^Max locked memory\s+(\S+)/m.exec(limits)?.[1] ?? 'unlimited';
-  return {
-    uid: Number(field('Uid')[0]),
-    gid: Number(field('Gid')[0]),
-    caps,
-    memlock: soft === 'unlimited' ? RLIM_INFINITY : BigInt(soft),
-  };
+  const memlock = soft === 'unlimited' ? RLIM_INFINITY : BigInt(soft);
+  if (identity === 'root') return { uid: 0, gid: 0, caps: Array.from({ length: CAP_LAST_CAP + 1 }, (_, c) => c), memlock };
+  return { uid: Number(field('Uid')[0]), gid: Number(field('Gid')[0]), caps, memlock };
 }
 
 export class Daemon {
@@ -49,9 +67,11 @@ export class Daemon {
   readonly #forks = new Map<number, PreparedFork>();
   #nextToken = 1;
   readonly #sockets = new Set<Socket>();
+  readonly #identity: 'real' | 'root';
 
-  constructor(machine: Machine) {
+  constructor(machine: Machine, opts: DaemonOptions = {}) {
     this.machine = machine;
+    this.#identity = opts.identity ?? 'real';
   }
 
   /** Listen on `path` (its directory is created 0700, the socket made 0600). */
@@ -82,7 +102,7 @@ export class Daemon {
 
   #accept(sock: Socket): void {
     this.#sockets.add(sock);
-    const client: Client = { proc: null, mm: null };
+    const client: Client = { proc: null, mm: null, spare: -1, spareTaken: -1 };
     let pending: Buffer = Buffer.alloc(0);
     sock.on('data', (chunk: Buffer) => {
       pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
@@ -96,7 +116,8 @@ export class Daemon {
       pending = parsed.rest;
       for (const req of parsed.reqs) {
         const r = this.#handle(client, req);
-        sock.write(encodeResponse(r.ret, r.errno, r.reason ?? ''));
+        const flags = r.spareUsed ? RespFlag.SPARE_USED : 0;
+        sock.write(encodeResponse(r.ret, r.errno, r.reason ?? '', flags));
       }
     });
     const gone = (): void => {
@@ -107,14 +128,55 @@ export class Daemon {
     sock.on('error', () => sock.destroy());
   }
 
-  #handle(client: Client, req: Request): SysResult<number | bigint> {
+  #handle(client: Client, req: Request): SysResult<number | bigint> & { spareUsed?: boolean } {
+    client.spare = req.op === Op.IOCTL ? req.fd2 : -1;
+    client.spareTaken = -1;
     try {
       client.mm?.invalidate();
-      return this.#dispatch(client, req);
+      const r = this.#dispatch(client, req);
+      const taken = client.spareTaken;
+      return taken >= 0 && client.proc?.openFds().includes(taken) ? { ...r, spareUsed: true } : r;
     } catch (e) {
       if (e instanceof KernelError) return { ret: -1, errno: e.errno, reason: e.reason };
       // An emulator bug: tell the client loudly rather than hang it.
       return { ret: -1, errno: 5, reason: `emulator bug: ${e instanceof Error ? e.stack ?? e.message : String(e)}` };
+    } finally {
+      client.spare = -1;
+    }
+  }
+
+  /**
+   * The fd number for a file the kernel makes during the current request: the client's spare.
+   * An emulated fd still recorded at that number was closed behind the shim's back (the real fd
+   * is free), so it is dropped first.
+   */
+  #takeSpare(client: Client, p: Process): number {
+    const fd = client.spare;
+    if (fd < 0) fail(Errno.EMFILE, 'the client offered no spare fd for a file made in this call');
+    client.spare = -1;
+    client.spareTaken = fd;
+    if (p.openFds().includes(fd)) p.close(fd);
+    return fd;
+  }
+
+  /** The client's process, with its fd numbers coming from the client's spares. */
+  #attach(client: Client, p: Process): Process {
+    client.proc = p;
+    client.mm = p.mm as RemoteMm;
+    p.fdSource = () => this.#takeSpare(client, p);
+    return p;
+  }
+
+  /** pread/pwrite: a read or write at `offset` that leaves the file position alone. */
+  #positioned(p: Process, fd: number, offset: bigint, io: () => SysResult): SysResult {
+    const f = p.fget(fd);
+    if (offset > BigInt(Number.MAX_SAFE_INTEGER)) fail(Errno.EINVAL, `offset ${offset} is negative or too large`);
+    const saved = f.pos;
+    f.pos = Number(offset);
+    try {
+      return io();
+    } finally {
+      f.pos = saved;
     }
   }
 
@@ -125,15 +187,16 @@ export class Daemon {
       const pid = Number(op === Op.HELLO ? req.a0 : req.a1);
       const mm = (m: Machine): RemoteMm => new RemoteMm(m.phys, m.hugePool, pid);
       if (op === Op.HELLO) {
-        const id = realIdentity(pid);
-        client.proc = this.machine.spawn({ ...id, pid, stdio: false, mm: () => mm(this.machine) });
+        const id = realIdentity(pid, this.#identity);
+        this.#attach(client, this.machine.spawn({ ...id, pid, stdio: false, mm: () => mm(this.machine) }));
       } else {
         const prepared = this.#forks.get(Number(req.a0));
         if (!prepared) return { ret: -1, errno: 3, reason: `no fork is pending with token ${req.a0}` };
         this.#forks.delete(Number(req.a0));
-        client.proc = prepared.complete(mm(this.machine), pid);
+        const childMm = mm(this.machine);
+        childMm.inheritHuge(prepared.huge);
+        this.#attach(client, prepared.kernel.complete(childMm, pid));
       }
-      client.mm = client.proc.mm as RemoteMm;
       return { ret: process.pid, errno: 0 };
     }
     const p = client.proc;
@@ -151,15 +214,32 @@ export class Daemon {
         return p.read(req.fd, req.a0, Number(req.a1));
       case Op.WRITE:
         return p.write(req.fd, req.a0, Number(req.a1));
+      case Op.PREAD:
+        return this.#positioned(p, req.fd, req.a2, () => p.read(req.fd, req.a0, Number(req.a1)));
+      case Op.PWRITE:
+        return this.#positioned(p, req.fd, req.a2, () => p.write(req.fd, req.a0, Number(req.a1)));
+      case Op.MMAP_HUGE:
+        client.mm?.mapHuge(req.a0, req.a1, Number(req.a2));
+        return { ret: 0, errno: 0 };
+      case Op.MUNMAP:
+        client.mm?.unmapRange(req.a0, req.a1);
+        return { ret: 0, errno: 0 };
+      case Op.REAPED: {
+        // Only a process whose real counterpart is gone: the reaper just waited for it.
+        const pid = Number(req.a0);
+        const child = this.machine.process(pid);
+        if (child && child !== p && !existsSync(`/proc/${pid}`)) child.exit();
+        return { ret: 0, errno: 0 };
+      }
       case Op.POLL:
         return p.poll(req.fd);
       case Op.FORK_PREPARE: {
         const token = this.#nextToken++;
-        this.#forks.set(token, p.prepareFork());
+        this.#forks.set(token, { kernel: p.prepareFork(), huge: client.mm?.hugeRanges() ?? [] });
         return { ret: token, errno: 0 };
       }
       case Op.FORK_ABORT:
-        this.#forks.get(Number(req.a0))?.abort();
+        this.#forks.get(Number(req.a0))?.kernel.abort();
         this.#forks.delete(Number(req.a0));
         return { ret: 0, errno: 0 };
       default:

@@ -3,7 +3,7 @@
  * Unix stream socket, little-endian, fixed headers. shim/protocol.h is the C side of this file.
  *
  *   request:  u32 len | u32 op | i32 fd | i32 fd2 | u64 a0 | u64 a1 | u64 a2 | payload[len-40]
- *   response: u32 len | u32 0  | i64 ret | i32 errno | u32 0 | reason[len-24] (UTF-8)
+ *   response: u32 len | u32 flags | i64 ret | i32 errno | u32 0 | reason[len-24] (UTF-8)
  */
 
 export const REQ_HEADER = 40;
@@ -17,7 +17,10 @@ export const Op = {
   CLOSE: 3,
   /** dup2(fd, fd2). */
   DUP2: 4,
-  /** a0 = cmd, a1 = arg. */
+  /**
+   * a0 = cmd, a1 = arg; fd2 = a spare real fd at the client's lowest free number (-1: none) where
+   * a file the call makes is installed (then the response has RespFlag.SPARE_USED).
+   */
   IOCTL: 5,
   /** a0 = buf, a1 = count. */
   READ: 6,
@@ -29,6 +32,25 @@ export const Op = {
   FORK_CHILD: 10,
   /** The real fork failed: drop the prepared child. a0 = token. */
   FORK_ABORT: 11,
+  /** pread: a0 = buf, a1 = count, a2 = offset. */
+  PREAD: 12,
+  /** pwrite: a0 = buf, a1 = count, a2 = offset. */
+  PWRITE: 13,
+  /** The client reaped its child a0 (waitpid & co.): the child's emulated exit happens now. */
+  REAPED: 14,
+  /**
+   * The shim mapped ordinary pages at [a0, a0+a1) for an anonymous MAP_HUGETLB mmap (a2 = the mmap
+   * flags): charge the machine's huge page pool and treat the range as huge pages.
+   */
+  MMAP_HUGE: 15,
+  /** [a0, a0+a1), which held emulated huge pages, was unmapped or mapped over. */
+  MUNMAP: 16,
+} as const;
+
+/** Bits of a response's flags word. */
+export const RespFlag = {
+  /** The call installed a new file at the spare fd the request offered. */
+  SPARE_USED: 1 << 0,
 } as const;
 
 export interface Request {
@@ -63,10 +85,11 @@ export function parseRequests(buf: Buffer): { reqs: Request[]; rest: Buffer } {
   return { reqs, rest: buf.subarray(off) };
 }
 
-export function encodeResponse(ret: bigint | number, errno: number, reason = ''): Buffer {
+export function encodeResponse(ret: bigint | number, errno: number, reason = '', flags = 0): Buffer {
   const r = Buffer.from(reason, 'utf8');
   const out = Buffer.alloc(RESP_HEADER + r.length);
   out.writeUInt32LE(out.length, 0);
+  out.writeUInt32LE(flags, 4);
   out.writeBigInt64LE(BigInt(ret), 8);
   out.writeInt32LE(errno, 16);
   r.copy(out, RESP_HEADER);

@@ -11,12 +11,30 @@
  * A pinned page becomes a frame whose bytes stay in the client: reading or writing the frame
  * reads or writes that virtual page. (The real kernel would keep the physical page even if the
  * client unmapped it; the emulator cannot, and documents that.)
+ *
+ * Huge pages are the machine's: the shim maps a MAP_HUGETLB request with ordinary 2 MiB-aligned
+ * pages and registers the range here (`mapHuge`), which charges the machine's pool as hugetlb
+ * does. A page of such a range faults in its whole huge page: 512 compound frames, as GUP sees a
+ * hugetlb folio (their PFNs are not contiguous; nothing the emulated kernel does depends on it).
+ * A fork inherits the ranges, shared ones without a second charge, as Mm.fork does.
  */
 
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { Errno, fail } from '../errno.js';
-import { type HugePool, Mm } from '../kernel/mm/mm.js';
-import { Frame, PAGE_SHIFT, PAGE_SIZE_N, type PhysMem } from '../kernel/mm/physmem.js';
+import { HPAGE_SIZE, type HugePool, MAP_SHARED, Mm } from '../kernel/mm/mm.js';
+import { Frame, PAGE_SHIFT, PAGE_SIZE, PAGE_SIZE_N, type PhysMem } from '../kernel/mm/physmem.js';
+
+/** An emulated hugetlb mapping of a client: [start, end), 2 MiB aligned. */
+export interface HugeRange {
+  start: bigint;
+  end: bigint;
+  shared: boolean;
+  /** Whether this address space holds the range's huge pages out of the machine's pool. */
+  charged: boolean;
+}
+
+const HPAGE = BigInt(HPAGE_SIZE);
+const HPAGE_PAGES = HPAGE_SIZE / PAGE_SIZE;
 
 interface MapEntry {
   start: number;
@@ -73,6 +91,7 @@ export class RemoteMm extends Mm {
   readonly #mapsFd: number;
   readonly #mapsBuf = Buffer.alloc(64 * 1024);
   #parsed: MapEntry[] = [];
+  #huge: HugeRange[] = [];
 
   constructor(phys: PhysMem, hugePool: HugePool, pid: number) {
     super(phys, hugePool);
@@ -165,11 +184,76 @@ export class RemoteMm extends Mm {
     const page = Number(addr >> BigInt(PAGE_SHIFT));
     let f = this.pages.get(page);
     if (!f) {
+      if (this.#huge.some((h) => addr >= h.start && addr < h.end)) {
+        // Fault the whole huge page in, as a hugetlb folio.
+        const first = page - (page % HPAGE_PAGES);
+        for (let p = first; p < first + HPAGE_PAGES; p++) {
+          const hf = this.phys.alloc((pfn) => new RemoteFrame(pfn, this, BigInt(p) * PAGE_SIZE_N));
+          hf.compound = true;
+          this.pages.set(p, hf);
+        }
+        return this.pages.get(page)!;
+      }
       const base = BigInt(page) * PAGE_SIZE_N;
       f = this.phys.alloc((pfn) => new RemoteFrame(pfn, this, base));
       this.pages.set(page, f);
     }
     return f;
+  }
+
+  /** The client's emulated hugetlb mappings (a fork's child inherits them). */
+  hugeRanges(): readonly HugeRange[] {
+    return this.#huge.map((h) => ({ ...h }));
+  }
+
+  /**
+   * The shim mapped [start, start+length) with ordinary pages for a MAP_HUGETLB mmap (`flags`):
+   * take its huge pages from the machine's pool (ENOMEM when short), as hugetlb_reserve_pages.
+   */
+  mapHuge(start: bigint, length: bigint, flags: number): void {
+    if (start % HPAGE || length % HPAGE || length <= 0n) fail(Errno.EINVAL, `hugetlb range 0x${start.toString(16)}+0x${length.toString(16)} is not 2 MiB aligned`);
+    const n = Number(length / HPAGE);
+    this.unmapRange(start, length);
+    if (n > this.hugePool.free) fail(Errno.ENOMEM, `MAP_HUGETLB needs ${n} huge pages, the machine has ${this.hugePool.free} free`);
+    this.hugePool.free -= n;
+    this.#huge.push({ start, end: start + length, shared: (flags & MAP_SHARED) !== 0, charged: true });
+  }
+
+  /** A fork's child: the parent's hugetlb ranges, private ones charged again (when the pool allows). */
+  inheritHuge(ranges: readonly HugeRange[]): void {
+    for (const h of ranges) {
+      const n = Number((h.end - h.start) / HPAGE);
+      const charged = !h.shared && n <= this.hugePool.free;
+      if (charged) this.hugePool.free -= n;
+      this.#huge.push({ ...h, charged });
+    }
+  }
+
+  /**
+   * The client unmapped (or mapped over) [start, start+length), which held emulated huge pages:
+   * forget the frames there (pinned ones live on in their pins) and return the pool's pages.
+   */
+  unmapRange(start: bigint, length: bigint): void {
+    const end = start + length;
+    for (let p = Number(start >> BigInt(PAGE_SHIFT)); p < Number(end >> BigInt(PAGE_SHIFT)); p++) {
+      const f = this.pages.get(p);
+      if (!f) continue;
+      this.pages.delete(p);
+      this.phys.put(f);
+    }
+    const keep: HugeRange[] = [];
+    for (const h of this.#huge) {
+      if (h.end <= start || end <= h.start) {
+        keep.push(h);
+        continue;
+      }
+      const lo = h.start > start ? h.start : start;
+      const hi = h.end < end ? h.end : end;
+      if (h.charged) this.hugePool.free += Number((hi - lo) / HPAGE);
+      if (h.start < lo) keep.push({ ...h, end: lo });
+      if (hi < h.end) keep.push({ ...h, start: hi });
+    }
+    this.#huge = keep;
   }
 
   override mmap(): bigint {
@@ -182,6 +266,8 @@ export class RemoteMm extends Mm {
 
   override teardown(): void {
     if (!this.alive) return;
+    for (const h of this.#huge) if (h.charged) this.hugePool.free += Number((h.end - h.start) / HPAGE);
+    this.#huge = [];
     super.teardown();
     closeSync(this.#fd);
     closeSync(this.#mapsFd);

@@ -1,0 +1,29 @@
+/* What the shim's source files share: the daemon round trip and the libc symbols they wrap. */
+#ifndef IOMMUFD_EMU_SHIM_H
+#define IOMMUFD_EMU_SHIM_H
+#include <stdint.h>
+
+/* `real_NAME`, the next definition of NAME after the shim's, looked up once by `resolve_NAME()`. */
+#define REAL(ret, name, ...)                                                   \
+	static ret (*real_##name)(__VA_ARGS__);                                \
+	static void resolve_##name(void)                                       \
+	{                                                                      \
+		if (!real_##name)                                              \
+			real_##name = dlsym(RTLD_NEXT, #name);                 \
+	}
+
+/* Internal to the shim: never interposed on the program's own symbols. */
+#define SHIM_INTERNAL __attribute__((visibility("hidden")))
+
+/*
+ * One request to the daemon (protocol.h), connecting first if this process has not yet. Returns
+ * the call's result, or -1 with errno; the response's flags go to *flags when asked for.
+ */
+SHIM_INTERNAL int64_t emu_rpc_flags(uint32_t op, int fd, int fd2, uint64_t a0, uint64_t a1, uint64_t a2,
+		  const void *payload, uint32_t plen, uint32_t *flags);
+/* Whether this process has a connection to the daemon (has used an emulated file). */
+SHIM_INTERNAL int emu_connected(void);
+SHIM_INTERNAL int64_t emu_rpc(uint32_t op, int fd, int fd2, uint64_t a0, uint64_t a1, const void *payload,
+	    uint32_t plen);
+
+#endif
