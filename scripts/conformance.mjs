@@ -10,7 +10,7 @@
 // 3. Run each under `iommufd-emu run --root` (the oracle guest runs them as root), parse the
 //    kselftest TAP into per-case results FIXTURE[.VARIANT].TEST -> pass/fail/skip, and print them
 //    beside the real 6.12 kernel's (test/conformance/oracle-6.12.txt) with a per-fixture/variant
-//    table and a last line `conformance: N passed, M failed`.
+//    table and a last line `conformance: N of M cases pass; floor ...`.
 // 4. Floor: every case in test/conformance/floor.txt must still pass (exit 1 otherwise). New
 //    passes are listed; --update-floor adds them to the file.
 //
@@ -427,7 +427,9 @@ async function main() {
     }
   }
   log(`time: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  log(`conformance: ${passed.length} passed, ${all.length - passed.length} failed`);
+  // Not the 'N passed, N failed' shape: cases the emulator cannot run yet are expected to fail,
+  // and CI judges this step by the floor (the exit code), not by that count.
+  log(`conformance: ${passed.length} of ${all.length} cases pass; floor ${regressed.length ? 'BROKEN' : `of ${floor.size} held`}`);
   return regressed.length ? 1 : 0;
 }
 
