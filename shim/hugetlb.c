@@ -126,11 +126,13 @@ static int emulates_huge(int flags)
 	       getenv("IOMMUFD_EMU_SOCKET");
 }
 
-void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+/* mmap and mmap64 share one body: on x86-64 off_t is already 64 bits. */
+static void *mmap_common(void *addr, size_t len, int prot, int flags, int fd, off64_t off, int is64)
 {
 	void *p;
 
 	resolve_mmap();
+	resolve_mmap64();
 	resolve_munmap();
 	if (emulates_huge(flags))
 		return emu_mmap_huge(addr, len, prot, flags);
@@ -138,29 +140,20 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 		errno = EINVAL;
 		return MAP_FAILED;
 	}
-	p = real_mmap(addr, len, prot, flags, fd, off);
+	p = is64 ? real_mmap64(addr, len, prot, flags, fd, off) : real_mmap(addr, len, prot, flags, fd, off);
 	if (p != MAP_FAILED && (flags & MAP_FIXED))
 		huge_forget((uintptr_t)p, (uintptr_t)p + len);
 	return p;
 }
 
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	return mmap_common(addr, len, prot, flags, fd, off, 0);
+}
+
 void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off)
 {
-	void *p;
-
-	resolve_mmap64();
-	resolve_mmap();
-	resolve_munmap();
-	if (emulates_huge(flags))
-		return emu_mmap_huge(addr, len, prot, flags);
-	if ((flags & MAP_FIXED) && huge_hit((uintptr_t)addr, (uintptr_t)addr + len, 1) == 2) {
-		errno = EINVAL;
-		return MAP_FAILED;
-	}
-	p = real_mmap64(addr, len, prot, flags, fd, off);
-	if (p != MAP_FAILED && (flags & MAP_FIXED))
-		huge_forget((uintptr_t)p, (uintptr_t)p + len);
-	return p;
+	return mmap_common(addr, len, prot, flags, fd, off, 1);
 }
 
 int munmap(void *addr, size_t len)
