@@ -45,3 +45,16 @@ test('fail-nth of another pid or a tid that is not the task is ENOENT', () => {
   fails(p.open('/proc/99999/task/99999/fail-nth'), Errno.ENOENT);
   fails(p.open(`/proc/self/task/${p.pid + 1}/fail-nth`), Errno.ENOENT);
 });
+
+test('pread of fail-nth reads at the offset and leaves the position; pread of a fault fd is ESPIPE', () => {
+  const m = checkedMachine();
+  const p = m.spawn();
+  const fd = ok(p.open(`/proc/self/task/${p.pid}/fail-nth`));
+  const buf = p.mmapOrThrow(4096n);
+  p.failNth = 42;
+  assert.equal(ok(p.pread(fd, buf, 16, 1n)), 2);
+  assert.equal(new TextDecoder().decode(p.peek(buf, 2)), '2\n');
+  assert.equal(ok(p.read(fd, buf, 16)), 3, 'the file position was not moved');
+  fails(p.pread(fd, buf, 16, -1n), Errno.EINVAL);
+  fails(p.pread(0, buf, 16, 0n), Errno.ESPIPE);
+});

@@ -272,6 +272,35 @@ export class Process {
     });
   }
 
+  /** pread: read at `offset` without moving the file position; ESPIPE on unseekable files. */
+  pread(fd: number, buf: bigint, count: number, offset: bigint): SysResult {
+    return this.#sys('pread', { fd, buf: big(buf), count, offset: big(offset) }, () => this.#positioned(fd, offset, (f) => {
+      if (!f.ops.read) fail(Errno.EINVAL, `${f.ops.name} cannot be read`);
+      return f.ops.read(f, this, buf, count);
+    }));
+  }
+
+  /** pwrite: write at `offset` without moving the file position; ESPIPE on unseekable files. */
+  pwrite(fd: number, buf: bigint, count: number, offset: bigint): SysResult {
+    return this.#sys('pwrite', { fd, buf: big(buf), count, offset: big(offset) }, () => this.#positioned(fd, offset, (f) => {
+      if (!f.ops.write) fail(Errno.EINVAL, `${f.ops.name} cannot be written`);
+      return f.ops.write(f, this, buf, count);
+    }));
+  }
+
+  #positioned(fd: number, offset: bigint, io: (f: File) => number): number {
+    const f = this.fget(fd);
+    if (!f.ops.seekable) fail(Errno.ESPIPE, `${f.ops.name} does not support positioned I/O`);
+    if (offset < 0n || offset > BigInt(Number.MAX_SAFE_INTEGER)) fail(Errno.EINVAL, `offset ${offset} is negative or too large`);
+    const saved = f.pos;
+    f.pos = Number(offset);
+    try {
+      return io(f);
+    } finally {
+      f.pos = saved;
+    }
+  }
+
   /** poll one fd: returns its revents (a file without a poll op is always ready, as in the kernel). */
   poll(fd: number): SysResult {
     return this.#sys('poll', { fd }, () => {

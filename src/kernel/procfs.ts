@@ -19,6 +19,7 @@ function target(file: File): Process {
 
 const failNthFops: FileOperations = {
   name: 'fail-nth',
+  seekable: true,
   read(file, task, buf, count) {
     const text = new TextEncoder().encode(`${target(file).failNth}\n`);
     const chunk = text.subarray(Math.min(file.pos, text.length), Math.min(file.pos + count, text.length));

@@ -83,6 +83,12 @@ export function replay(events: readonly TraceEvent[], opts: MachineOptions = {})
       case 'write':
         got = fromSys(proc(e.pid).write(num(a.fd), bigOf(a.buf), num(a.count)));
         break;
+      case 'pread':
+        got = fromSys(proc(e.pid).pread(num(a.fd), bigOf(a.buf), num(a.count), bigOf(a.offset)));
+        break;
+      case 'pwrite':
+        got = fromSys(proc(e.pid).pwrite(num(a.fd), bigOf(a.buf), num(a.count), bigOf(a.offset)));
+        break;
       case 'poll':
         got = fromSys(proc(e.pid).poll(num(a.fd)));
         break;

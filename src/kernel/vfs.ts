@@ -20,6 +20,8 @@ export const POLLERR = 0x8;
 /** What a file does; every member optional, missing ones answer as the kernel's defaults do. */
 export interface FileOperations {
   readonly name: string;
+  /** Positioned reads and writes (pread/pwrite) make sense; anon-inode files answer ESPIPE. */
+  readonly seekable?: boolean;
   ioctl?(file: File, cmd: number, arg: bigint, task: Process): number;
   read?(file: File, task: Process, buf: bigint, count: number): number;
   write?(file: File, task: Process, buf: bigint, count: number): number;

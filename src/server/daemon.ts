@@ -167,19 +167,6 @@ export class Daemon {
     return p;
   }
 
-  /** pread/pwrite: a read or write at `offset` that leaves the file position alone. */
-  #positioned(p: Process, fd: number, offset: bigint, io: () => SysResult): SysResult {
-    const f = p.fget(fd);
-    if (offset > BigInt(Number.MAX_SAFE_INTEGER)) fail(Errno.EINVAL, `offset ${offset} is negative or too large`);
-    const saved = f.pos;
-    f.pos = Number(offset);
-    try {
-      return io();
-    } finally {
-      f.pos = saved;
-    }
-  }
-
   #dispatch(client: Client, req: Request): SysResult<number | bigint> {
     const { op } = req;
     if (op === Op.HELLO || op === Op.FORK_CHILD) {
@@ -215,9 +202,9 @@ export class Daemon {
       case Op.WRITE:
         return p.write(req.fd, req.a0, Number(req.a1));
       case Op.PREAD:
-        return this.#positioned(p, req.fd, req.a2, () => p.read(req.fd, req.a0, Number(req.a1)));
+        return p.pread(req.fd, req.a0, Number(req.a1), BigInt.asIntN(64, req.a2));
       case Op.PWRITE:
-        return this.#positioned(p, req.fd, req.a2, () => p.write(req.fd, req.a0, Number(req.a1)));
+        return p.pwrite(req.fd, req.a0, Number(req.a1), BigInt.asIntN(64, req.a2));
       case Op.MMAP_HUGE:
         client.mm?.mapHuge(req.a0, req.a1, Number(req.a2));
         return { ret: 0, errno: 0 };
