@@ -21,7 +21,8 @@
  * directory (the daemon's fault-injection attribute files), so the fail-nth selftest finds the
  * knobs it configures.
  *
- * Hugetlb memory comes from the emulated machine, not the host: hugetlb.c.
+ * Hugetlb memory comes from the emulated machine, not the host: hugetlb.c. The stat family answers
+ * for the emulated device nodes: stat.c.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -80,12 +81,12 @@ const char *iommufd_emu_last_reason(void)
 	return last_reason;
 }
 
-static int is_emulated(int fd)
+int is_emulated(int fd)
 {
 	return fd >= 0 && fd < MAX_FDS && emu_wr[fd];
 }
 
-static int emulated_path(const char *p)
+int emulated_path(const char *p)
 {
 	if (!p)
 		return 0;

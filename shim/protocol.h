@@ -20,7 +20,20 @@ enum {
 	EMU_REAPED = 14,
 	EMU_MMAP_HUGE = 15,
 	EMU_MUNMAP = 16,
+	EMU_STAT = 17,
+	EMU_FSTAT = 18,
 };
+
+/*
+ * STAT (payload = path) and FSTAT (fd) answer a device node's metadata packed into ret:
+ * bits 0-11 the mode's permission bits, 12-31 the minor, 32-43 the major, and EMU_STAT_NODE set.
+ * STAT of a path that is no node fails with ENOENT; FSTAT of a file that is no device node (a fault
+ * or access fd, fail-nth) answers 0: the shim stats the backing fd instead.
+ */
+#define EMU_STAT_NODE (1ULL << 62)
+#define EMU_STAT_MODE(r) ((unsigned)((r) & 07777))
+#define EMU_STAT_MINOR(r) ((unsigned)(((r) >> 12) & 0xfffff))
+#define EMU_STAT_MAJOR(r) ((unsigned)(((r) >> 32) & 0xfff))
 
 /* emu_resp.flags */
 enum {

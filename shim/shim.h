@@ -26,4 +26,9 @@ SHIM_INTERNAL int emu_connected(void);
 SHIM_INTERNAL int64_t emu_rpc(uint32_t op, int fd, int fd2, uint64_t a0, uint64_t a1, const void *payload,
 	    uint32_t plen);
 
+/* Whether fd is an emulated file (the read end of the pipe standing in for it). */
+SHIM_INTERNAL int is_emulated(int fd);
+/* Whether open() of the absolute path p goes to the daemon (/dev/iommu, /dev/vfio/..., fail-nth). */
+SHIM_INTERNAL int emulated_path(const char *p);
+
 #endif

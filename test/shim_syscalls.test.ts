@@ -78,6 +78,25 @@ describe('shim', () => {
   test('a child the parent reaped has exited in the emulator too: its huge pages are free', () =>
     expectLines('reaped', ['child took 64 huge pages: yes', 'after reaping it, 64 are free again: yes']));
 
+  test('the stat family answers for emulated device nodes as the real node would; other paths are the host\'s', () =>
+    expectLines('stat', [
+      'stat /dev/iommu: chr yes, 10:123, mode 660, uid 0, ino set',
+      'fstat: chr yes, 10:123, mode 660, uid 0, ino set',
+      'same inode as stat: yes',
+      'lstat: chr yes, 10:123, mode 660, uid 0, ino set',
+      'fstatat: chr yes, 10:123, mode 660, uid 0, ino set',
+      'fstatat AT_EMPTY_PATH: chr yes, 10:123, mode 660, uid 0, ino set',
+      'statx: ok, chr yes, 10:123, mode 660, mask has type|mode|ino: yes',
+      'statx fd: ok, chr yes, 10:123',
+      'stat /dev/vfio/nonexistent: No such file or directory',
+      'statx /dev/vfio/nonexistent: No such file or directory',
+      'stat of this program unchanged: yes',
+      'fstatat of this program unchanged: yes',
+      'statx of this program unchanged: yes',
+      'fstat of emulated fail-nth (no node): ok, chr no',
+      'stat /dev/null (the host\'s): 1:3',
+    ]));
+
   test('run --root: the emulated kernel sees every capability (CAP_SYS_RESOURCE for IOMMU_OPTION_RLIMIT_MODE)', () =>
     expectLines('rlimit_mode', ['set RLIMIT_MODE: ok'], ['--root']));
 });

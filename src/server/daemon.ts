@@ -20,7 +20,7 @@ import { dirname } from 'node:path';
 import { Errno, KernelError, fail } from '../errno.js';
 import type { Machine } from '../kernel/machine.js';
 import { CAP_LAST_CAP, type Process, RLIM_INFINITY, type SysResult } from '../kernel/process.js';
-import { Op, type Request, RespFlag, encodeResponse, parseRequests } from './protocol.js';
+import { Op, type Request, RespFlag, encodeResponse, packStatNode, parseRequests } from './protocol.js';
 import { type HugeRange, RemoteMm } from './remote_mm.js';
 
 interface Client {
@@ -220,6 +220,14 @@ export class Daemon {
       }
       case Op.POLL:
         return p.poll(req.fd);
+      case Op.STAT:
+        return { ret: packStatNode(this.machine.devices.lookup(req.payload.toString('utf8'))), errno: 0 };
+      case Op.FSTAT: {
+        // A file opened from a node carries the node's path; anon-inode and procfs files do not.
+        const path = p.fget(req.fd).path;
+        const node = this.machine.devices.paths().includes(path) ? this.machine.devices.lookup(path) : null;
+        return { ret: node ? packStatNode(node) : 0, errno: 0 };
+      }
       case Op.FORK_PREPARE: {
         const token = this.#nextToken++;
         this.#forks.set(token, { kernel: p.prepareFork(), huge: client.mm?.hugeRanges() ?? [] });

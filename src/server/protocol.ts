@@ -45,7 +45,22 @@ export const Op = {
   MMAP_HUGE: 15,
   /** [a0, a0+a1), which held emulated huge pages, was unmapped or mapped over. */
   MUNMAP: 16,
+  /** payload = path: the device node's metadata (packStatNode), or ENOENT if it is no node. */
+  STAT: 17,
+  /** The metadata of the device node fd was opened from (packStatNode); 0: the file is no node. */
+  FSTAT: 18,
 } as const;
+
+/** Set in a STAT/FSTAT answer that describes a device node. */
+export const STAT_NODE = 1n << 62n;
+
+/**
+ * A device node's metadata as a STAT/FSTAT answer's ret (shim/protocol.h unpacks it): bits 0-11
+ * the permission bits, 12-31 the minor, 32-43 the major, and STAT_NODE.
+ */
+export function packStatNode(dev: { major: number; minor: number; mode: number }): bigint {
+  return STAT_NODE | (BigInt(dev.major & 0xfff) << 32n) | (BigInt(dev.minor & 0xfffff) << 12n) | BigInt(dev.mode & 0o7777);
+}
 
 /** Bits of a response's flags word. */
 export const RespFlag = {

@@ -3,7 +3,8 @@
  * argv[1]: a file made inside an ioctl gets the lowest free fd (spare), pread/pwrite on an
  * emulated file (pread), the emulated debugfs (debugfs), hugetlb memory from the machine's pool
  * (hugetlb), a reaped child's emulated exit before the parent's next call (reaped), and a
- * privileged option (rlimit_mode: CAP_SYS_RESOURCE, which `run --root` grants).
+ * privileged option (rlimit_mode: CAP_SYS_RESOURCE, which `run --root` grants), and the stat family
+ * on emulated device nodes and on everything else (stat).
  * Prints one line per check; the test compares them.
  */
 #define _GNU_SOURCE
@@ -16,6 +17,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -182,6 +186,69 @@ static void rlimit_mode(int fd)
 	printf("set RLIMIT_MODE: %s\n", err(ioctl(fd, IOMMU_OPTION, &o)));
 }
 
+static void node(const char *what, int r, const struct stat *st)
+{
+	if (r) {
+		printf("%s: %s\n", what, strerror(errno));
+		return;
+	}
+	printf("%s: chr %s, %u:%u, mode %o, uid %u, ino %s\n", what, S_ISCHR(st->st_mode) ? "yes" : "no",
+	       major(st->st_rdev), minor(st->st_rdev), st->st_mode & 07777, st->st_uid,
+	       st->st_ino ? "set" : "0");
+}
+
+static void stats(int fd, const char *self)
+{
+	struct stat st, fst, raw;
+	struct statx sx;
+	char path[64];
+	int r, pfd;
+
+	r = stat("/dev/iommu", &st);
+	node("stat /dev/iommu", r, &st);
+	r = fstat(fd, &fst);
+	node("fstat", r, &fst);
+	printf("same inode as stat: %s\n", st.st_ino == fst.st_ino && st.st_dev == fst.st_dev ? "yes" : "no");
+	r = lstat("/dev/iommu", &st);
+	node("lstat", r, &st);
+	r = fstatat(AT_FDCWD, "/dev/iommu", &st, 0);
+	node("fstatat", r, &st);
+	r = fstatat(fd, "", &st, AT_EMPTY_PATH);
+	node("fstatat AT_EMPTY_PATH", r, &st);
+	r = statx(AT_FDCWD, "/dev/iommu", 0, STATX_BASIC_STATS, &sx);
+	printf("statx: %s, chr %s, %u:%u, mode %o, mask has type|mode|ino: %s\n", err(r),
+	       S_ISCHR(sx.stx_mode) ? "yes" : "no", sx.stx_rdev_major, sx.stx_rdev_minor, sx.stx_mode & 07777,
+	       (sx.stx_mask & (STATX_TYPE | STATX_MODE | STATX_INO)) == (STATX_TYPE | STATX_MODE | STATX_INO) ? "yes" : "no");
+	memset(&sx, 0, sizeof(sx));
+	r = statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &sx);
+	printf("statx fd: %s, chr %s, %u:%u\n", err(r), S_ISCHR(sx.stx_mode) ? "yes" : "no", sx.stx_rdev_major,
+	       sx.stx_rdev_minor);
+	r = stat("/dev/vfio/nonexistent", &st);
+	node("stat /dev/vfio/nonexistent", r, &st);
+	r = statx(AT_FDCWD, "/dev/vfio/nonexistent", 0, STATX_BASIC_STATS, &sx);
+	printf("statx /dev/vfio/nonexistent: %s\n", err(r));
+	/* Everything else is the host's: compare with the raw syscall, which the shim cannot see. */
+	if (syscall(SYS_newfstatat, AT_FDCWD, self, &raw, 0))
+		exit(11);
+	r = stat(self, &st);
+	printf("stat of this program unchanged: %s\n",
+	       !r && !memcmp(&st, &raw, sizeof(st)) ? "yes" : "no");
+	r = fstatat(AT_FDCWD, self, &st, 0);
+	printf("fstatat of this program unchanged: %s\n",
+	       !r && st.st_ino == raw.st_ino && st.st_dev == raw.st_dev && st.st_size == raw.st_size ? "yes" : "no");
+	r = statx(AT_FDCWD, self, 0, STATX_BASIC_STATS, &sx);
+	printf("statx of this program unchanged: %s\n",
+	       !r && sx.stx_ino == raw.st_ino && sx.stx_size == (uint64_t)raw.st_size ? "yes" : "no");
+	snprintf(path, sizeof(path), "/proc/self/task/%d/fail-nth", getpid());
+	pfd = open(path, O_RDWR);
+	r = fstat(pfd, &st);
+	printf("fstat of emulated fail-nth (no node): %s, chr %s\n", err(r), S_ISCHR(st.st_mode) ? "yes" : "no");
+	close(pfd);
+	r = stat("/dev/null", &st);
+	printf("stat /dev/null (the host's): %s\n",
+	       !r && S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 3 ? "1:3" : "?");
+}
+
 int main(int argc, char **argv)
 {
 	int fd = open("/dev/iommu", O_RDWR);
@@ -200,6 +267,8 @@ int main(int argc, char **argv)
 		hugetlb(fd);
 	else if (!strcmp(what, "reaped"))
 		reaped();
+	else if (!strcmp(what, "stat"))
+		stats(fd, argv[0]);
 	else if (!strcmp(what, "rlimit_mode"))
 		rlimit_mode(fd);
 	else
