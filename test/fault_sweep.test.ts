@@ -37,6 +37,21 @@ import {
 } from '../src/index.js';
 import { PAGE, RW, type Fixture, call, ioasAlloc, map, ok, setup, snapshot, unmap } from './helpers.js';
 import { DOMAIN_VARIANTS, MapFault, RecordingDomain, addDomains, ioasObj } from './recording_domain.js';
+import { IOMMU_FAULT_QUEUE_ALLOC, iommu_fault_alloc } from '../src/uapi/iommufd.js';
+import {
+  IOMMU_TEST_CMD,
+  IOMMU_TEST_OP_ACCESS_PAGES,
+  IOMMU_TEST_OP_ACCESS_RW,
+  IOMMU_TEST_OP_CREATE_ACCESS,
+  IOMMU_TEST_OP_DESTROY_ACCESS_PAGES,
+  MOCK_ACCESS_RW_SLOW_PATH,
+  MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES,
+  iommu_test_cmd,
+  test_access_pages,
+  test_access_rw,
+  test_create_access,
+  test_destroy_access_pages,
+} from '../src/uapi/iommufd_test.js';
 
 const { ENOMEM, ENOENT, EFAULT } = Errno;
 
@@ -460,5 +475,59 @@ describe('fail-nth sweep of open', () => {
     assertSwept(res, ['ENOMEM']);
     assert.equal(res.final.ret, Math.max(...fds) + 1);
     assert.equal(f.m.iommufd.contexts.size, 2);
+  });
+});
+
+describe('fail-nth sweeps over in-kernel users (IOMMU_TEST_CMD access objects, fault queues)', () => {
+  const testCmd = (f: SweepFixture, op: number, id: number, u: Uint8Array) => call(f.p, f.fd, IOMMU_TEST_CMD, iommu_test_cmd, { op, id, u });
+  /** snapshot plus the fd table: a failed call must not leave an fd behind either. */
+  const stateWithFds = (f: SweepFixture) => () => `${state(f)}|${f.p.openFds().join(',')}`;
+
+  for (const { name, domains } of DOMAIN_VARIANTS) {
+    test(`CREATE_ACCESS, ${name}: every failing N leaves no object and no fd`, () => {
+      const f = sweepFixture(domains);
+      const res = sweep(
+        f.p,
+        stateWithFds(f),
+        () => testCmd(f, IOMMU_TEST_OP_CREATE_ACCESS, f.ioas, test_create_access.encode({ flags: MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES })).r,
+        [ENOMEM, ENOENT],
+      );
+      assertSwept(res, ['ENOMEM', 'ENOENT']);
+    });
+
+    test(`ACCESS_PAGES, ${name}: every failing N leaves pins and accounting as they were`, () => {
+      const f = sweepFixture(domains);
+      const created = testCmd(f, IOMMU_TEST_OP_CREATE_ACCESS, f.ioas, test_create_access.encode({ flags: MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES }));
+      ok(created.r);
+      const afd = test_create_access.decode(created.out.u).out_access_fd;
+      const pin = () => testCmd(f, IOMMU_TEST_OP_ACCESS_PAGES, afd, test_access_pages.encode({ iova: 0x10000n, length: 2n * PAGE, uptr: f.buf }));
+      const res = sweep(f.p, stateWithFds(f), () => pin().r, [ENOMEM, EFAULT]);
+      // With a domain the pages are already pinned, so only the allocation sites remain.
+      assertSwept(res, domains ? ['ENOMEM'] : ['ENOMEM', 'EFAULT']);
+      // The pin that finally went through is real: releasing it restores the start.
+      const id = test_access_pages.decode(pin().out.u).out_access_pages_id;
+      ok(testCmd(f, IOMMU_TEST_OP_DESTROY_ACCESS_PAGES, afd, test_destroy_access_pages.encode({ access_pages_id: id })).r);
+      ok(testCmd(f, IOMMU_TEST_OP_DESTROY_ACCESS_PAGES, afd, test_destroy_access_pages.encode({ access_pages_id: id - 1 })).r);
+    });
+  }
+
+  test('ACCESS_RW on the slow path: failing N change nothing and say so', () => {
+    const f = sweepFixture(0);
+    const created = testCmd(f, IOMMU_TEST_OP_CREATE_ACCESS, f.ioas, test_create_access.encode({ flags: 0 }));
+    ok(created.r);
+    const afd = test_create_access.decode(created.out.u).out_access_fd;
+    const res = sweep(
+      f.p,
+      stateWithFds(f),
+      () => testCmd(f, IOMMU_TEST_OP_ACCESS_RW, afd, test_access_rw.encode({ iova: 0x10000n, length: 64n, uptr: f.buf + 0x8000n, flags: MOCK_ACCESS_RW_SLOW_PATH })).r,
+      [Errno.EINVAL],
+    );
+    assertSwept(res, ['EINVAL']);
+  });
+
+  test('FAULT_QUEUE_ALLOC: every failing N leaves no object and no fd', () => {
+    const f = sweepFixture(0);
+    const res = sweep(f.p, stateWithFds(f), () => call(f.p, f.fd, IOMMU_FAULT_QUEUE_ALLOC, iommu_fault_alloc, {}).r, [ENOMEM]);
+    assertSwept(res, ['ENOMEM']);
   });
 });
