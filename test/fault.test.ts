@@ -59,3 +59,10 @@ test('the fault fd keeps the iommufd context alive after the iommufd fd closes',
   ok(f.p.close(q.fd));
   assert.equal(f.m.iommufd.contexts.size, 0);
 });
+
+test('FAULT_QUEUE_ALLOC with a full fd table is EMFILE and leaves nothing behind', () => {
+  const f = setup({ nofile: 4 });
+  const before = snapshot(f.m);
+  fails(faultAlloc(f).r, Errno.EMFILE);
+  assert.equal(snapshot(f.m), before);
+});

@@ -117,3 +117,19 @@ test('IOAS edge cases answer exactly as the 6.12 kernel did (oracle-measured)', 
   const expected = readFileSync(expectedPath, 'utf8').trimEnd().split('\n');
   assert.deepEqual(run(), expected);
 });
+
+test('kernel-chosen IOVAs keep sub-page offsets exactly as 6.12 places them (oracle-measured, test/oracle/auto_iova.c)', () => {
+  const m = checkedMachine();
+  const p = m.spawn();
+  const fd = p.openOrThrow('/dev/iommu');
+  const a = iommu_ioas_alloc.encode({ size: iommu_ioas_alloc.size });
+  p.ioctlOrThrow(fd, IOMMU_IOAS_ALLOC, a);
+  const buf = p.mmapOrThrow(1n << 20n);
+  const got: bigint[] = [];
+  for (const [off, length] of [[0n, 0x100n], [0x200n, 0x100n], [0x10n, 0x30n], [0x800n, 0x900n], [0x1f00n, 0x200n]] as const) {
+    const b = iommu_ioas_map.encode({ size: iommu_ioas_map.size, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE, ioas_id: iommu_ioas_alloc.decode(a).out_ioas_id, user_va: buf + off, length });
+    p.ioctlOrThrow(fd, IOMMU_IOAS_MAP, b);
+    got.push(iommu_ioas_map.decode(b).iova);
+  }
+  assert.deepEqual(got, [0x1000n, 0x1200n, 0x1110n, 0x1800n, 0x2f00n]);
+});

@@ -174,3 +174,33 @@ describe('IOMMU_TEST_CMD other ops', () => {
     assert.ok(IOMMU_TEST_OP_MOCK_DOMAIN);
   });
 });
+
+describe('IOMMU_TEST_CMD details the fidelity review caught', () => {
+  test('CREATE_ACCESS takes its fd first: a full fd table is ENOMEM even for a missing IOAS', () => {
+    const f = setup({ nofile: 4 });
+    const before = snapshot(f.m);
+    fails(testCmd(f, IOMMU_TEST_OP_CREATE_ACCESS, 99, test_create_access.encode({ flags: 0 })).r, Errno.ENOMEM);
+    assert.equal(snapshot(f.m), before);
+  });
+
+  test('CREATE_ACCESS writes back only out_access_fd: the rest of the union comes back as sent', () => {
+    const f = setup();
+    const u = new Uint8Array(48).fill(0xcc);
+    u.set(test_create_access.encode({ flags: 0 }));
+    const { r, u: back } = testCmd(f, IOMMU_TEST_OP_CREATE_ACCESS, f.ioas, u);
+    ok(r);
+    assert.ok(back.subarray(8).every((b) => b === 0xcc));
+  });
+
+  test('ACCESS_RW from the mapping process copies from its current memory: after munmap it is EFAULT', () => {
+    const f = setup();
+    ok(map(f, f.buf, 2n * PAGE, 0x100000n));
+    const afd = createAccess(f, f.ioas);
+    ok(accessPages(f, afd, 0x100000n, 2n * PAGE, f.buf).r);
+    ok(f.p.munmap(f.buf, 2n * PAGE));
+    const tmp = f.p.mmapOrThrow(PAGE);
+    fails(testCmd(f, IOMMU_TEST_OP_ACCESS_RW, afd, test_access_rw.encode({ iova: 0x100000n, length: 4n, uptr: tmp })).r, Errno.EFAULT);
+    // The slow path over more than one page reads the pages the access still holds pinned.
+    ok(testCmd(f, IOMMU_TEST_OP_ACCESS_RW, afd, test_access_rw.encode({ iova: 0x100ff0n, length: 0x20n, uptr: tmp, flags: MOCK_ACCESS_RW_SLOW_PATH })).r);
+  });
+});

@@ -116,7 +116,7 @@ export class Process {
       fd = 0;
       while (this.#fds[fd] || this.#reserved.has(fd)) fd++;
     }
-    if (fd >= this.rlimits.nofile) fail(Errno.ENOMEM, `no fd below RLIMIT_NOFILE ${this.rlimits.nofile} is free`);
+    if (fd >= this.rlimits.nofile) fail(Errno.EMFILE, `no fd below RLIMIT_NOFILE ${this.rlimits.nofile} is free`);
     this.#reserved.add(fd);
     return fd;
   }

@@ -14,6 +14,7 @@ import { type Frame, PAGE_SIZE_N } from '../mm/physmem.js';
 import type { Process } from '../process.js';
 import { IOMMU_READ, IOMMU_WRITE, type IoptAccess, type IoptArea } from './io_pagetable.js';
 import { type IommufdIoas, getIoas } from './ioas.js';
+import type { IoptPages } from './pages.js';
 import { IOMMUFD_OBJ, type IommufdCtx, IommufdObject } from './object.js';
 
 export const IOMMUFD_ACCESS_RW_READ = 0;
@@ -167,8 +168,10 @@ export class IommufdAccess extends IommufdObject implements IoptAccess {
 
   /**
    * iommufd_access_rw: copy between `data` and the memory behind [iova, iova+data.length).
-   * Pages some user pinned are read through their frames (they outlive the process that mapped
-   * them); the rest through the mapping process's memory, faulting as copy_*_user would.
+   * From the process that mapped the memory this is a plain copy to or from its current mappings
+   * (copy_*_user, EFAULT where nothing is mapped now). From anywhere else, or with SLOW_PATH, the
+   * pages are reached as the kernel's slow paths do: a lone page by pinning it for the copy, longer
+   * runs through pins some user already holds (they outlive the mapping process) or fresh pins.
    */
   rw(task: Process | null, iova: bigint, data: Uint8Array, flags: number): void {
     if (data.length === 0) fail(Errno.EINVAL, 'length is 0');
@@ -177,32 +180,56 @@ export class IommufdAccess extends IommufdObject implements IoptAccess {
     const ioas = this.ioas;
     if (!ioas) fail(Errno.ENOENT, 'the access is not attached to an IOAS');
     let off = 0;
-    const write = (flags & IOMMUFD_ACCESS_RW_WRITE) !== 0;
     for (const { area, cur, end } of contigAreas(ioas, iova, last)) {
       if (area.preventAccess) fail(Errno.EINVAL, `the mapping at ${hx(area.start)} is being unmapped`);
       checkProt(area, flags);
-      const pages = area.pages!;
-      if (write && !pages.writable) fail(Errno.EPERM, 'the pages were mapped read-only');
-      let byte = area.startByte(cur);
-      const stop = area.startByte(end);
-      while (byte <= stop) {
-        const idx = Number(byte / PAGE_SIZE_N);
-        const inPage = Number(byte % PAGE_SIZE_N);
-        const n = Math.min(Number(PAGE_SIZE_N) - inPage, Number(stop - byte) + 1);
-        const frame = pages.frameAt(idx);
-        const uaddr = pages.uptr + byte;
-        if (frame) {
-          if (write) frame.write(inPage, data.subarray(off, off + n));
-          else data.set(frame.read(inPage, n), off);
-        } else {
-          if (task?.machine.inject.shouldFail(task, 'iommufd')) fail(Errno.EINVAL, 'reading user pages: fault injected (fail-nth)');
-          if (!pages.sourceMm.alive) fail(Errno.EFAULT, 'the mapping process has exited and the page is not pinned');
-          if (write) pages.sourceMm.write(uaddr, data.subarray(off, off + n));
-          else data.set(pages.sourceMm.read(uaddr, n), off);
-        }
-        off += n;
-        byte += BigInt(n);
-      }
+      const n = Number(end - cur) + 1;
+      rwPages(task, area.pages!, area.startByte(cur), data.subarray(off, off + n), flags);
+      off += n;
     }
   }
+}
+
+/** iopt_pages_rw_access. */
+function rwPages(task: Process | null, pages: IoptPages, startByte: bigint, data: Uint8Array, flags: number): void {
+  const write = (flags & IOMMUFD_ACCESS_RW_WRITE) !== 0;
+  if (write && !pages.writable) fail(Errno.EPERM, 'the pages were mapped read-only');
+  const firstIdx = Number(startByte / PAGE_SIZE_N);
+  const lastIdx = Number((startByte + BigInt(data.length) - 1n) / PAGE_SIZE_N);
+  const changeMm = task?.mm !== pages.sourceMm || (flags & IOMMUFD_ACCESS_RW_SLOW_PATH) !== 0;
+  const inject = pages.sourceTask.machine.inject;
+  if (!changeMm || flags & IOMMUFD_ACCESS_RW_KTHREAD) {
+    const uaddr = pages.uptr + startByte;
+    if (write) pages.sourceMm.write(uaddr, data);
+    else data.set(pages.sourceMm.read(uaddr, data.length));
+    return;
+  }
+  if (firstIdx === lastIdx && pages.sourceMm.alive) {
+    // iopt_pages_rw_page: pin the one page for the copy.
+    if (inject.shouldFail(task, 'iommufd')) fail(Errno.EINVAL, 'pinning the page to copy: fault injected (fail-nth)');
+    copyFrame(pages.sourceMm.frameAt(pages.uptr + BigInt(firstIdx) * PAGE_SIZE_N, write), Number(startByte % PAGE_SIZE_N), data, write);
+    return;
+  }
+  // iopt_pages_rw_slow: through pins users hold, else fresh pins from the source mm.
+  let off = 0;
+  let byte = startByte;
+  while (off < data.length) {
+    const idx = Number(byte / PAGE_SIZE_N);
+    const inPage = Number(byte % PAGE_SIZE_N);
+    const n = Math.min(Number(PAGE_SIZE_N) - inPage, data.length - off);
+    let frame = pages.frameAt(idx);
+    if (!frame) {
+      if (inject.shouldFail(task, 'iommufd')) fail(Errno.EFAULT, 'pinning user pages: fault injected (fail-nth)');
+      if (!pages.sourceMm.alive) fail(Errno.EFAULT, 'the mapping process has exited and the page is not pinned');
+      frame = pages.sourceMm.frameAt(pages.uptr + BigInt(idx) * PAGE_SIZE_N, pages.writable);
+    }
+    copyFrame(frame, inPage, data.subarray(off, off + n), write);
+    off += n;
+    byte += BigInt(n);
+  }
+}
+
+function copyFrame(frame: Frame, offset: number, data: Uint8Array, write: boolean): void {
+  if (write) frame.write(offset, data);
+  else data.set(frame.read(offset, data.length));
 }

@@ -130,10 +130,13 @@ export class IoPagetable {
     const hi = ULONG_MAX - PAGE_SIZE_N;
     const allowedSpans = this.allowed.isEmpty() ? [{ isHole: false, start: lo, last: hi }] : this.allowed.spans(lo, hi);
     for (const a of allowedSpans) {
-      if (a.isHole || fit(a.start, a.last) === null) continue;
+      if (a.isHole) continue;
+      // Like __alloc_iova_check_used, the walk of this allowed span starts at its aligned start.
+      const from = fit(a.start, a.last);
+      if (from === null) continue;
       // The holes between areas, found in O(log n), then cut by the (few) reserved ranges: the
       // same maximal free ranges interval_tree_double_span_iter walks, lowest first.
-      for (const h of this.areas.holes(a.start, a.last, length)) {
+      for (const h of this.areas.holes(from, a.last, length)) {
         for (const u of this.reserved.spans(h.start, h.last)) {
           if (!u.isHole) continue;
           const at = fit(u.start, u.last);

@@ -7,7 +7,8 @@
  * kernel without them would.
  */
 
-import { Errno, fail } from '../../errno.js';
+import { Errno, KernelError, fail } from '../../errno.js';
+import type { FieldMap, StructSchema, StructValue } from '../../uapi/schema.js';
 import {
   IOMMU_TEST_OP_ACCESS_PAGES,
   IOMMU_TEST_OP_ACCESS_REPLACE_IOAS,
@@ -110,7 +111,8 @@ function addReserved(u: TestUcmd): number {
 
 function checkRefs(u: TestUcmd): number {
   const c = union(u, test_check_refs);
-  if (c.length % PAGE_SIZE_N || c.uptr % PAGE_SIZE_N || c.uptr + c.length > ULONG_MAX) fail(Errno.EINVAL, 'check_refs needs a page-aligned uptr and length');
+  if (c.length % PAGE_SIZE_N || c.uptr % PAGE_SIZE_N) fail(Errno.EINVAL, 'check_refs needs a page-aligned uptr and length');
+  if (c.uptr + c.length > ULONG_MAX) fail(Errno.EINVAL, 'check_refs uptr + length overflows');
   for (let off = 0n; off < c.length; off += PAGE_SIZE_N) {
     const frame = u.task.mm.frameAt(c.uptr + off, false);
     if (frame.compound) continue;
@@ -125,25 +127,35 @@ function createAccess(u: TestUcmd): number {
   const st = new SelftestAccess();
   const file = new File(staccessFops, '[iommufd_test_staccess]', O_RDWR, st);
   const needsPinPages = (flags & MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) !== 0;
+  let fd: number;
+  try {
+    fd = u.task.reserveFd();
+  } catch (e) {
+    // The test module reports any get_unused_fd_flags failure as ENOMEM.
+    if (e instanceof KernelError) fail(Errno.ENOMEM, `no fd for the access: ${e.reason}`);
+    throw e;
+  }
   let access: IommufdAccess | null = null;
   try {
     access = IommufdAccess.create(u.ictx, u.task, { needsPinPages, unmap: (iova, length) => st.unmap(iova, length) });
     access.attach(u.task, u.cmd.id);
-    const fd = u.task.reserveFd();
-    try {
-      u.cmd.u = test_create_access.encode({ out_access_fd: fd, flags });
-      u.respond();
-    } catch (e) {
-      u.task.unreserveFd(fd);
-      throw e;
-    }
-    st.access = access;
-    u.task.installFdAt(fd, file);
-    return 0;
+    setUnion(u, test_create_access, { out_access_fd: fd });
+    u.respond();
   } catch (e) {
+    u.task.unreserveFd(fd);
     access?.release();
     throw e;
   }
+  st.access = access;
+  u.task.installFdAt(fd, file);
+  return 0;
+}
+
+/** Change some fields of the op's struct in the union, leaving every other union byte as sent. */
+function setUnion<F extends FieldMap>(u: TestUcmd, s: StructSchema<F>, v: Partial<StructValue<F>>): void {
+  const bytes = u.cmd.u.slice();
+  bytes.set(s.encode({ ...s.decode(bytes), ...v }));
+  u.cmd.u = bytes;
 }
 
 function accessPages(u: TestUcmd): number {
@@ -164,7 +176,7 @@ function accessPages(u: TestUcmd): number {
     const item = { id: st.nextId++, iova: c.iova, length: c.length };
     st.items.push(item);
     try {
-      u.cmd.u = test_access_pages.encode({ ...c, out_access_pages_id: item.id });
+      setUnion(u, test_access_pages, { out_access_pages_id: item.id });
       u.respond();
     } catch (e) {
       st.items.pop();
