@@ -20,14 +20,20 @@ import { fileURLToPath } from 'node:url';
 import { _IO, _IOR, _IOW, _IOWR, StructSchema, type AnyStruct, type FieldLayout, type UapiAbi } from '../src/uapi/index.js';
 import * as iommufdModule from '../src/uapi/iommufd.js';
 import * as vfioModule from '../src/uapi/vfio.js';
+import * as iommufdTestModule from '../src/uapi/iommufd_test.js';
 
 const { iommufdAbi } = iommufdModule;
 const { vfioAbi } = vfioModule;
-const abis: readonly UapiAbi[] = [iommufdAbi, vfioAbi];
+const { iommufdTestAbi } = iommufdTestModule;
+const abis: readonly UapiAbi[] = [iommufdAbi, vfioAbi, iommufdTestAbi];
 const modules = new Map<UapiAbi, Record<string, unknown>>([
   [iommufdAbi, iommufdModule],
   [vfioAbi, vfioModule],
+  [iommufdTestAbi, iommufdTestModule],
 ]);
+
+/** Every struct a registry describes, union members included. */
+const allStructs = (abi: UapiAbi): AnyStruct[] => [...abi.structs, ...(abi.unionMembers ?? [])];
 
 /** The repository root: the nearest ancestor of this file (src or dist/test) with a package.json. */
 function repoRoot(): string {
@@ -41,6 +47,9 @@ function repoRoot(): string {
 }
 
 const uapiDir = join(repoRoot(), '.cache', 'linux-6.12', 'include', 'uapi');
+/** Where each registry's header lives in the extracted tree. */
+const headerPath = (abi: UapiAbi): string =>
+  abi === iommufdTestAbi ? join(repoRoot(), '.cache', 'linux-6.12', 'drivers', 'iommu', 'iommufd', 'iommufd_test.h') : join(uapiDir, abi.header);
 
 // ---------------------------------------------------------------------------------------------
 // The C side
@@ -82,13 +91,14 @@ function cProgram(): string {
     '#include <linux/ioctl.h>',
     '#include <linux/iommufd.h>',
     '#include <linux/vfio.h>',
+    '#include "iommufd_test.h"',
     '#define MEMBER(T, m) (((T *)0)->m)',
     '#define TYPE_OK(T, m, ct) __builtin_types_compatible_p(__typeof__(MEMBER(T, m)), ct)',
     'int main(void)',
     '{',
   ];
   for (const abi of abis) {
-    for (const s of abi.structs) {
+    for (const s of allStructs(abi)) {
       const T = s.cName;
       out.push(`\tprintf("S\\t%s\\t%zu\\t%zu\\n", ${cString(s.name)}, sizeof(${T}), _Alignof(${T}));`);
       for (const f of s.fields) {
@@ -143,6 +153,7 @@ function gcc(): CFacts {
   try {
     mkdirSync(join(dir, 'include', 'linux'), { recursive: true });
     for (const h of ['iommufd.h', 'vfio.h']) copyFileSync(join(uapiDir, 'linux', h), join(dir, 'include', 'linux', h));
+    copyFileSync(headerPath(iommufdTestAbi), join(dir, 'include', 'iommufd_test.h'));
     writeFileSync(join(dir, 'probe.c'), cProgram());
     try {
       execFileSync('cc', ['-std=gnu11', '-Wall', '-D__user=', '-I', join(dir, 'include'), '-o', join(dir, 'probe'), join(dir, 'probe.c')], {
@@ -237,6 +248,7 @@ function parseHeader(path: string): HeaderDecls {
 /** What each header declares that the registry deliberately does not carry. */
 const outOfScope: ReadonlyMap<UapiAbi, { structs: readonly string[]; ioctls: readonly string[]; constants: RegExp | null }> = new Map([
   [iommufdAbi, { structs: [], ioctls: [], constants: null }],
+  [iommufdTestAbi, { structs: [], ioctls: [], constants: null }],
   [
     vfioAbi,
     {
@@ -299,7 +311,7 @@ function structMismatches(s: AnyStruct, c: CFacts): string[] {
 for (const abi of abis) {
   test(`${abi.header}: struct layouts match gcc`, async (t) => {
     const c = gcc();
-    for (const s of abi.structs) {
+    for (const s of allStructs(abi)) {
       await t.test(`struct ${s.name}`, () => {
         const bad = structMismatches(s, c);
         assert.deepEqual(bad, [], `struct ${s.name} differs from gcc:\n  ${bad.join('\n  ')}`);
@@ -329,7 +341,7 @@ for (const abi of abis) {
   });
 
   test(`${abi.header}: every struct, member, ioctl and constant of the header is registered or knowingly left out`, () => {
-    const decls = parseHeader(join(uapiDir, abi.header));
+    const decls = parseHeader(headerPath(abi));
     const skip = outOfScope.get(abi);
     assert.ok(skip);
     assert.ok(decls.structs.size > 0 && decls.ioctls.size > 0 && decls.constants.size > 0, `parsed nothing from ${abi.header}`);
@@ -364,14 +376,14 @@ test('registries: every exported schema, ioctl and constant is registered and an
     assert.ok(mod);
     for (const [name, value] of Object.entries(mod)) {
       if (value instanceof StructSchema) {
-        assert.ok(abi.structs.includes(value as AnyStruct), `${abi.header}: exported struct ${name} is not in the registry`);
+        assert.ok(allStructs(abi).includes(value as AnyStruct), `${abi.header}: exported struct ${name} is not in the registry`);
         assert.equal(value.name, name, `${abi.header}: export ${name} holds struct ${value.name}`);
       } else if (typeof value === 'number' || typeof value === 'bigint') {
         const reg = name in abi.ioctls ? abi.ioctls[name] : abi.constants[name];
         assert.equal(reg, value, `${abi.header}: exported ${name} is not registered under its name`);
       }
     }
-    for (const s of abi.structs) {
+    for (const s of allStructs(abi)) {
       assert.equal(mod[s.name], s, `${abi.header}: registered struct ${s.name} is not exported under its C name`);
       assert.ok(c.structs.has(s.name), `struct ${s.name} was not checked by gcc`);
       structs++;
@@ -402,6 +414,7 @@ test('_IO/_IOR/_IOW/_IOWR match the C macros', () => {
 });
 
 function ioctlGroup(name: string): string {
+  if (name === 'IOMMU_TEST_CMD') return 'IOMMUFD_TEST';
   if (name.startsWith('IOMMU_')) return 'iommufd';
   if (name.startsWith('VFIO_GROUP_')) return 'VFIO group';
   if (name.startsWith('VFIO_DEVICE_') || name.startsWith('VFIO_MIG_')) return 'VFIO device';

@@ -10,6 +10,11 @@ export interface UapiAbi {
   /** The header as included from userspace, e.g. `linux/iommufd.h`. */
   readonly header: string;
   readonly structs: readonly AnyStruct[];
+  /**
+   * Structs C declares only as named members of another struct's anonymous union (the per-op
+   * arguments of iommu_test_cmd); their `cName` is a `__typeof__` of that member.
+   */
+  readonly unionMembers?: readonly AnyStruct[];
   /** Ioctl request numbers by their C macro name. */
   readonly ioctls: Readonly<Record<string, number>>;
   /** Enum members and `#define`d flags/values by C name (values exactly as C evaluates them). */
