@@ -17,6 +17,7 @@ import {
   IOMMU_TEST_OP_DESTROY_ACCESS_PAGES,
   IOMMU_TEST_OP_MD_CHECK_REFS,
   IOMMU_TEST_OP_MOCK_DOMAIN,
+  IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
   IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
   MOCK_ACCESS_RW_SLOW_PATH,
   MOCK_ACCESS_RW_WRITE,
@@ -31,6 +32,7 @@ import {
   test_create_access,
   test_destroy_access_pages,
   test_memory_limit,
+  test_mock_domain_replace,
 } from '../src/uapi/iommufd_test.js';
 import { type Fixture, PAGE, call, fails, ioasAlloc, map, ok, setup, snapshot, unmap } from './helpers.js';
 
@@ -203,4 +205,10 @@ describe('IOMMU_TEST_CMD details the fidelity review caught', () => {
     // The slow path over more than one page reads the pages the access still holds pinned.
     ok(testCmd(f, IOMMU_TEST_OP_ACCESS_RW, afd, test_access_rw.encode({ iova: 0x100ff0n, length: 0x20n, uptr: tmp, flags: MOCK_ACCESS_RW_SLOW_PATH })).r);
   });
+});
+
+test('MOCK_DOMAIN_REPLACE of an ID that is no selftest device is ENOENT (selftest alloc_hwpt_nested, no_domain)', () => {
+  const f = setup();
+  fails(testCmd(f, IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, 0, test_mock_domain_replace.encode({ pt_id: 0 })).r, Errno.ENOENT);
+  fails(testCmd(f, IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, f.ioas, test_mock_domain_replace.encode({ pt_id: f.ioas })).r, Errno.ENOENT);
 });

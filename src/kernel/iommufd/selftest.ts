@@ -17,6 +17,7 @@ import {
   IOMMU_TEST_OP_CREATE_ACCESS,
   IOMMU_TEST_OP_DESTROY_ACCESS_PAGES,
   IOMMU_TEST_OP_MD_CHECK_REFS,
+  IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
   IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
   MOCK_ACCESS_RW_SLOW_PATH,
   MOCK_ACCESS_RW_WRITE,
@@ -39,6 +40,7 @@ import { copyFromUser, copyToUser } from '../uaccess.js';
 import { File, type FileOperations, O_RDWR } from '../vfs.js';
 import { IommufdAccess } from './access.js';
 import { ULONG_MAX } from './io_pagetable.js';
+import { IOMMUFD_OBJ } from './object.js';
 import { getIoas } from './ioas.js';
 import type { Ucmd } from './ucmd.js';
 
@@ -217,6 +219,16 @@ function accessReplaceIoas(u: TestUcmd): number {
   return 0;
 }
 
+/**
+ * MOCK_DOMAIN_REPLACE: replace the domain of the mock device behind selftest object `id`. The
+ * lookup is the kernel's; no selftest device object can exist until mock devices do, so today
+ * every call ends there with ENOENT.
+ */
+function mockDomainReplace(u: TestUcmd): number {
+  u.ictx.get(u.task, u.cmd.id, IOMMUFD_OBJ.SELFTEST);
+  return fail(Errno.ENOENT, `selftest device ${u.cmd.id} cannot exist on this machine yet`);
+}
+
 function setTempMemoryLimit(u: TestUcmd): number {
   const { limit } = union(u, test_memory_limit);
   if (limit < 12) fail(Errno.EINVAL, `memory_limit ${limit} is below the 12 bytes one batch entry needs`);
@@ -227,6 +239,7 @@ function setTempMemoryLimit(u: TestUcmd): number {
 const OPS: Readonly<Record<number, (u: TestUcmd) => number>> = {
   [IOMMU_TEST_OP_ADD_RESERVED]: addReserved,
   [IOMMU_TEST_OP_MD_CHECK_REFS]: checkRefs,
+  [IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE]: mockDomainReplace,
   [IOMMU_TEST_OP_CREATE_ACCESS]: createAccess,
   [IOMMU_TEST_OP_ACCESS_REPLACE_IOAS]: accessReplaceIoas,
   [IOMMU_TEST_OP_ACCESS_PAGES]: accessPages,
