@@ -5,6 +5,9 @@
  */
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   Errno,
   IOMMU_IOAS_ALLOC,
@@ -148,3 +151,14 @@ export function snapshot(m: Machine): string {
 
 export { Errno };
 export type { AnyStruct };
+
+/** The lines a probe in test/oracle/ printed on the real 6.12 kernel (test/oracle/NAME.expected). */
+export function oracleLines(name: string): string[] {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  return readFileSync(join(root, 'test', 'oracle', `${name}.expected`), 'utf8').trimEnd().split('\n');
+}
+
+/** One result line in the oracle probes' format: `NAME<padding> ret=R errno=ENAME|0`. */
+export function probeLine(name: string, width: number, r: SysResult): string {
+  return `${name.padEnd(width)} ret=${r.ret} errno=${r.errno ? errnoName(r.errno) : '0'}`;
+}
