@@ -18,6 +18,7 @@ import {
   iommu_hwpt_page_response,
   iommu_hwpt_pgfault,
 } from '../../uapi/iommufd.js';
+import type { AttachHandle, IopfGroup, IopfHandler } from '../iommu/core.js';
 import { copyFromUser, copyToUser } from '../uaccess.js';
 import { File, type FileOperations, O_RDWR, POLLIN, POLLOUT } from '../vfs.js';
 import { IOMMUFD_OBJ, type IommufdCtx, IommufdObject } from './object.js';
@@ -30,6 +31,8 @@ export interface FaultGroup {
   /** Called once with the response code (SUCCESS or INVALID). */
   respond(code: number): void;
   cookie?: number;
+  /** The attach handle the faulting device was attached through (iopf_group->attach_handle). */
+  handle?: AttachHandle | null;
 }
 
 const RDNORM = 0x40;
@@ -38,12 +41,47 @@ export class IommufdFault extends IommufdObject {
   readonly type = IOMMUFD_OBJ.FAULT;
   readonly deliver: FaultGroup[] = [];
   readonly response = new Map<number, FaultGroup>();
-  #nextCookie = 1;
   file: File | null = null;
 
   /** Queue a group for userspace (the IOPF handler's half). */
   report(group: FaultGroup): void {
     this.deliver.push(group);
+  }
+
+  /**
+   * iommufd_fault_iopf_handler: a HWPT with this fault queue gets IO page faults delivered here,
+   * each fault stamped with the iommufd device ID of the device that raised it.
+   */
+  handlerFor(): IopfHandler {
+    return (g: IopfGroup) => {
+      const devId = (g.handle as AttachHandle & { idev?: { id: number } }).idev?.id ?? 0;
+      this.report({
+        faults: g.faults.map((f) => ({ flags: f.flags, dev_id: devId, pasid: f.pasid, grpid: f.grpid, perm: f.perm, __reserved: 0, addr: f.addr, length: 0 })),
+        respond: (code) => g.respond(code),
+        handle: g.handle,
+      });
+    };
+  }
+
+  /**
+   * iommufd_auto_response_faults: a device leaving the HWPT gets INVALID for every group it raised
+   * that userspace has not answered, delivered or not.
+   */
+  autoRespond(handle: AttachHandle | null): void {
+    for (let i = 0; i < this.deliver.length; ) {
+      const g = this.deliver[i]!;
+      if (g.handle !== handle) {
+        i++;
+        continue;
+      }
+      this.deliver.splice(i, 1);
+      g.respond(IOMMUFD_PAGE_RESP_INVALID);
+    }
+    for (const [cookie, g] of this.response) {
+      if (g.handle !== handle) continue;
+      this.response.delete(cookie);
+      g.respond(IOMMUFD_PAGE_RESP_INVALID);
+    }
   }
 
   destroy(): void {
@@ -62,7 +100,9 @@ export class IommufdFault extends IommufdObject {
         if (done === 0) fail(Errno.EINVAL, `a ${count}-byte read cannot hold the next fault group of ${group.faults.length} faults`);
         break;
       }
-      const cookie = this.#nextCookie++;
+      // xa_alloc in an ALLOC1 xarray: the lowest free cookie from 1.
+      let cookie = 1;
+      while (this.response.has(cookie)) cookie++;
       let off = done;
       for (const f of group.faults) {
         copyToUser(task, buf + BigInt(off), iommu_hwpt_pgfault.encode({ ...f, cookie }), 'delivering a fault');

@@ -170,10 +170,13 @@ export class IommufdModule {
   readonly contexts = new Set<IommufdCtx>();
   readonly fops: FileOperations;
   /** The IOMMUFD_TEST module's state (CONFIG_IOMMUFD_TEST is on, as on the oracle). */
-  readonly selftest = new SelftestState();
+  readonly selftest: SelftestState;
+  /** The allow_unsafe_interrupts module parameter: bind devices whose MSIs the platform cannot isolate. */
+  allowUnsafeInterrupts = false;
 
   constructor(machine: Machine) {
     this.machine = machine;
+    this.selftest = new SelftestState(machine);
     for (const o of iommufdIoctlOps) {
       const nr = _IOC_NR(o.cmd);
       if (this.#byNr.has(nr)) throw new Error(`two iommufd ioctls at NR 0x${nr.toString(16)}`);

@@ -66,6 +66,8 @@ export class IommufdCtx {
   accountMode: AccountMode;
   /** ictx->vfio_ioas: the IOAS the VFIO compat ioctls act on. */
   vfioIoas: IommufdObject | null = null;
+  /** ictx->groups: iommufd's per-context state of each IOMMU group with a bound device, by group ID. */
+  readonly groups = new Map<number, { refs: number }>();
   /** Set when a no-IOMMU VFIO group joined this context as its container. */
   noIommuMode = false;
   /** Published objects, and IDs reserved by allocations not yet finalized (value null). */
