@@ -40,10 +40,11 @@ export interface DaemonOptions {
   identity?: 'real' | 'root';
 }
 
-/** A fork in flight: the kernel half, and the parent's emulated hugetlb mappings. */
+/** A fork in flight: the kernel half, the parent's emulated hugetlb mappings, and its memory. */
 interface PreparedFork {
   kernel: ReturnType<Process['prepareFork']>;
   huge: readonly HugeRange[];
+  parentMm: RemoteMm | null;
 }
 
 /** Credentials and RLIMIT_MEMLOCK of a real process, from /proc. */
@@ -182,6 +183,7 @@ export class Daemon {
         this.#forks.delete(Number(req.a0));
         const childMm = mm(this.machine);
         childMm.inheritHuge(prepared.huge);
+        childMm.parent = prepared.parentMm;
         this.#attach(client, prepared.kernel.complete(childMm, pid));
       }
       return { ret: process.pid, errno: 0 };
@@ -230,7 +232,7 @@ export class Daemon {
       }
       case Op.FORK_PREPARE: {
         const token = this.#nextToken++;
-        this.#forks.set(token, { kernel: p.prepareFork(), huge: client.mm?.hugeRanges() ?? [] });
+        this.#forks.set(token, { kernel: p.prepareFork(), huge: client.mm?.hugeRanges() ?? [], parentMm: client.mm ?? null });
         return { ret: token, errno: 0 };
       }
       case Op.FORK_ABORT:

@@ -41,6 +41,8 @@ interface MapEntry {
   end: number;
   read: boolean;
   write: boolean;
+  /** MAP_SHARED: a fork's parent and child see the same pages here. */
+  shared: boolean;
 }
 
 /** /proc/PID/maps lines: `start-end perms ...`, addresses in hex (user addresses fit a Number). */
@@ -59,13 +61,20 @@ function parseMaps(text: string): MapEntry[] {
       end: parseInt(line.slice(dash + 1, sp), 16),
       read: line[sp + 1] === 'r',
       write: line[sp + 2] === 'w',
+      shared: line[sp + 4] === 's',
     });
   }
   return out;
 }
 
+/**
+ * A page of a client's memory, read and written in place through /proc/PID/mem. A pinned page
+ * outlives its process as in the kernel: when the client exits, a page of a MAP_SHARED mapping
+ * moves to the nearest live fork ancestor that shares it (same address, same pages); a private
+ * page's contents cannot be read after exit, so it continues as a zero-filled frame.
+ */
 class RemoteFrame extends Frame {
-  readonly #mm: RemoteMm;
+  #mm: RemoteMm;
   readonly #addr: bigint;
 
   constructor(pfn: number, mm: RemoteMm, addr: bigint) {
@@ -74,17 +83,30 @@ class RemoteFrame extends Frame {
     this.#addr = addr;
   }
 
+  get addr(): bigint {
+    return this.#addr;
+  }
+
+  /** Back the frame by another process mapping the same shared page at the same address. */
+  rehome(mm: RemoteMm): void {
+    this.#mm = mm;
+  }
+
   override read(offset: number, length: number): Uint8Array {
+    if (!this.#mm.alive) return super.read(offset, length);
     return this.#mm.rawRead(this.#addr + BigInt(offset), length);
   }
 
   override write(offset: number, bytes: Uint8Array): void {
+    if (!this.#mm.alive) return super.write(offset, bytes);
     this.#mm.rawWrite(this.#addr + BigInt(offset), bytes);
   }
 }
 
 export class RemoteMm extends Mm {
   readonly pid: number;
+  /** The client this one was forked from, if it forked under the emulator. */
+  parent: RemoteMm | null = null;
   #fd: number;
   #maps: MapEntry[] | null = null;
   #mapsText = '';
@@ -186,12 +208,10 @@ export class RemoteMm extends Mm {
     if (!f) {
       if (this.#huge.some((h) => addr >= h.start && addr < h.end)) {
         // Fault the whole huge page in, as a hugetlb folio.
+        // Physically contiguous and aligned, so IOMMUs can map it with large pages.
         const first = page - (page % HPAGE_PAGES);
-        for (let p = first; p < first + HPAGE_PAGES; p++) {
-          const hf = this.phys.alloc((pfn) => new RemoteFrame(pfn, this, BigInt(p) * PAGE_SIZE_N));
-          hf.compound = true;
-          this.pages.set(p, hf);
-        }
+        const frames = this.phys.allocContig(HPAGE_PAGES, (pfn) => new RemoteFrame(pfn, this, BigInt(first + (pfn % HPAGE_PAGES)) * PAGE_SIZE_N));
+        frames.forEach((hf, k) => this.pages.set(first + k, hf));
         return this.pages.get(page)!;
       }
       const base = BigInt(page) * PAGE_SIZE_N;
@@ -264,8 +284,35 @@ export class RemoteMm extends Mm {
     fail(Errno.ENOSYS, `pid ${this.pid} is a real process: it unmaps its own memory`);
   }
 
+  /** Whether [addr] lies in a MAP_SHARED mapping of this live client. */
+  sharesAt(addr: bigint): boolean {
+    if (!this.alive) return false;
+    this.invalidate();
+    try {
+      return this.#vma(addr)?.shared === true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Pinned pages of shared mappings move to the nearest live ancestor that maps them too. */
+  #rehomePinned(): void {
+    for (const f of this.pages.values()) {
+      if (!(f instanceof RemoteFrame) || f.pins === 0) continue;
+      const a = Number(f.addr);
+      if (!this.#parsed.find((m) => a >= m.start && a < m.end)?.shared) continue;
+      for (let up = this.parent; up; up = up.parent) {
+        if (up.sharesAt(f.addr)) {
+          f.rehome(up);
+          break;
+        }
+      }
+    }
+  }
+
   override teardown(): void {
     if (!this.alive) return;
+    this.#rehomePinned();
     for (const h of this.#huge) if (h.charged) this.hugePool.free += Number((h.end - h.start) / HPAGE);
     this.#huge = [];
     super.teardown();

@@ -14,7 +14,7 @@
  */
 
 import { Errno, KernelError, fail } from '../../errno.js';
-import type { IoptDomain } from '../iommufd/io_pagetable.js';
+import type { DomainMapOptions, IoptDomain } from '../iommufd/io_pagetable.js';
 import { PAGE_SIZE, type Frame } from '../mm/physmem.js';
 import type { Process } from '../process.js';
 
@@ -554,16 +554,20 @@ export abstract class PagingDomain extends IommuDomain implements IoptDomain {
     return unmapped;
   }
 
-  /** IoptDomain: map `length` bytes at `iova`, physically contiguous runs one iommu_map each (batch_to_domain). */
-  map(iova: bigint, frames: readonly Frame[], pageOffset: number, length: bigint, prot: number, task: Process | null = null): void {
-    this.mapTask = task;
+  /**
+   * IoptDomain: map `length` bytes at `iova`; each physically contiguous run is one iommu_map
+   * (batch_to_domain), or every page its own with `small` (batch_iommu_map_small).
+   */
+  map(iova: bigint, frames: readonly Frame[], pageOffset: number, length: bigint, prot: number, opts?: DomainMapOptions): void {
+    this.mapTask = opts?.task ?? null;
+    const small = opts?.small ?? false;
     let done = 0n;
     try {
       let i = 0;
       let offset = BigInt(pageOffset);
       while (done < length) {
         let j = i + 1;
-        while (j < frames.length && frames[j]!.pfn === frames[j - 1]!.pfn + 1) j++;
+        if (!small) while (j < frames.length && frames[j]!.pfn === frames[j - 1]!.pfn + 1) j++;
         const runBytes = BigInt(j - i) * PG - offset;
         const size = runBytes < length - done ? runBytes : length - done;
         this.iommuMap(iova + done, BigInt(frames[i]!.pfn) * PG + offset, size, prot);

@@ -333,9 +333,9 @@ export function hwptGetDirtyBitmap(u: Ucmd<typeof iommu_hwpt_get_dirty_bitmap>):
 }
 
 /**
- * struct iova_bitmap over user memory: bits for [iova, iova + length) at page_size each, in
- * little-endian u64 words. The words are read when pinned and written back at the end (set_bit on
- * the pinned pages in the kernel).
+ * struct iova_bitmap over user memory: one bit per page_size of [iova, iova + length), LSB first
+ * from uptr. The bytes are read when pinned and written back at the end (set_bit on the pinned
+ * pages in the kernel), so bits already set stay set.
  */
 class UserBitmap {
   readonly #task: Process;
@@ -354,18 +354,17 @@ class UserBitmap {
     this.#uptr = uptr;
   }
 
-  /** Bytes of bitmap the range needs (whole u64 words, as iova_bitmap maps them). */
+  /** Bytes of bitmap the range covers: bit k lives in byte uptr + k / 8, whatever uptr's alignment. */
   get size(): number {
     const bits = Number(((this.#length - 1n) >> this.#shift) + 1n);
-    return Math.ceil(bits / 64) * 8;
+    return Math.ceil(bits / 8);
   }
 
   /** pin_user_pages_fast of the bitmap: every page of it must be writable user memory. */
   pin(): void {
-    const start = this.#uptr & ~7n;
-    this.#bytes = copyFromUser(this.#task, start, this.size, 'pinning the dirty bitmap');
+    this.#bytes = copyFromUser(this.#task, this.#uptr, this.size, 'pinning the dirty bitmap');
     // Writability is checked by writing the same bytes back (a read-only mapping faults here).
-    copyToUser(this.#task, start, this.#bytes, 'pinning the dirty bitmap');
+    copyToUser(this.#task, this.#uptr, this.#bytes, 'pinning the dirty bitmap');
   }
 
   set(iova: bigint, length: bigint): void {
@@ -382,7 +381,7 @@ class UserBitmap {
   }
 
   flush(): void {
-    if (this.#bytes && this.#dirty) copyToUser(this.#task, this.#uptr & ~7n, this.#bytes, 'writing the dirty bitmap');
+    if (this.#bytes && this.#dirty) copyToUser(this.#task, this.#uptr, this.#bytes, 'writing the dirty bitmap');
   }
 }
 

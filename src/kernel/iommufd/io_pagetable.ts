@@ -73,9 +73,18 @@ export interface IoptDomain {
   readonly pgsizeBitmap: bigint;
   readonly apertureStart: bigint;
   readonly apertureEnd: bigint;
-  /** Map `length` bytes at `iova` onto `frames` starting `pageOffset` bytes into the first. */
-  map(iova: bigint, frames: readonly Frame[], pageOffset: number, length: bigint, prot: number): void;
+  /**
+   * Map `length` bytes at `iova` onto `frames` starting `pageOffset` bytes into the first.
+   * `small`: map page by page, never merging runs (disable_large_pages, VFIO type1 v0), so any
+   * page boundary can later be unmapped on its own. `task` is the caller, for fault injection.
+   */
+  map(iova: bigint, frames: readonly Frame[], pageOffset: number, length: bigint, prot: number, opts?: DomainMapOptions): void;
   unmap(iova: bigint, length: bigint): void;
+}
+
+export interface DomainMapOptions {
+  task: Process | null;
+  small: boolean;
 }
 
 /** An in-kernel user of the IOAS (iommufd_access as the io_pagetable sees it). */
@@ -228,7 +237,7 @@ export class IoPagetable {
     const done: IoptDomain[] = [];
     try {
       for (const d of this.domains) {
-        d.map(area.start, frames, area.pageOffset, area.length, area.iommuProt);
+        d.map(area.start, frames, area.pageOffset, area.length, area.iommuProt, { task, small: this.disableLargePages });
         done.push(d);
       }
     } catch (e) {
@@ -459,7 +468,7 @@ export class IoPagetable {
             ? Array.from({ length: area.pagesLast - area.pagesStart + 1 }, (_, k) => area.pages!.frameAt(area.pagesStart + k)!)
             : area.pages.pin(task, area.pagesStart, area.pagesLast);
           try {
-            domain.map(area.start, frames, area.pageOffset, area.length, area.iommuProt);
+            domain.map(area.start, frames, area.pageOffset, area.length, area.iommuProt, { task, small: this.disableLargePages });
           } catch (e) {
             if (!this.domains.length) area.pages.unpin(area.pagesStart, area.pagesLast);
             throw e;

@@ -69,12 +69,12 @@ export class PhysMem {
   }
 
   /** Allocate `count` contiguous frames whose first PFN is aligned to `count` (a power of two). */
-  allocContig(count: number): Frame[] {
+  allocContig(count: number, make: (pfn: number) => Frame = (pfn) => new Frame(pfn)): Frame[] {
     const first = Math.ceil(this.#nextPfn / count) * count;
     this.#nextPfn = first + count;
     const out: Frame[] = [];
     for (let i = 0; i < count; i++) {
-      const f = new Frame(first + i);
+      const f = make(first + i);
       f.refs = 1;
       f.compound = true;
       this.#frames.set(f.pfn, f);
