@@ -1,6 +1,11 @@
 /**
  * Whole-machine consistency checks, cheap enough for tests to run after every call:
- * - every iommufd object's `users` equals 1 plus the references the object graph says it has;
+ * - every iommufd object's `users` equals 1 plus the references the object graph says it has
+ *   (accesses, open fault fds, HWPTs on their IOAS / parent / fault, devices attached to a HWPT,
+ *   bound devices held by their driver);
+ * - each IOMMU group's attached devices agree with its HWPT, and the group's DMA domain is the
+ *   HWPT's domain while attached and its blocking domain while merely owned;
+ * - every paging HWPT's domain is in its IOAS's io_pagetable (and nothing else is);
  * - areas of each IOAS are aligned, disjoint, backed by live pages, and clear of reserved ranges;
  * - every frame's pin count equals the pins all iopt_pages hold on it; every pinned frame is live;
  * - each user's locked_vm and each mm's locked_vm/pinned_vm equal what iopt_pages charged.
@@ -8,7 +13,9 @@
  */
 
 import { IommufdAccess } from './iommufd/access.js';
+import { IommufdDevice, type IommufdGroup } from './iommufd/device.js';
 import { IommufdFault } from './iommufd/fault.js';
+import { HwptNested, HwptPaging, IommufdHwpt } from './iommufd/hw_pagetable.js';
 import { IOMMUFD_OBJ, IOPT_PAGES_ACCOUNT } from './iommufd/object.js';
 import type { IommufdIoas } from './iommufd/ioas.js';
 import type { IoptPages } from './iommufd/pages.js';
@@ -25,6 +32,15 @@ export function checkInvariants(m: Machine): string[] {
     const bump = (id: number): void => void expectedUsers.set(id, (expectedUsers.get(id) ?? 0) + 1);
     for (const obj of ictx.objects()) {
       if (obj instanceof IommufdFault && obj.file && obj.file.refs > 0) bump(obj.id); // its open fd
+      if (obj instanceof IommufdHwpt) {
+        if (obj.fault) bump(obj.fault.id);
+        if (obj instanceof HwptPaging) bump(obj.ioas.id);
+        if (obj instanceof HwptNested) bump(obj.parent.id);
+      }
+      if (obj instanceof IommufdDevice) {
+        bump(obj.id); // the binding driver's reference, until unbind
+        if (obj.attached) bump(obj.id); // the attachment's, until detach
+      }
       if (!(obj instanceof IommufdAccess)) continue;
       bump(obj.id); // the creating driver's reference
       if (obj.ioas) bump(obj.ioas.id);
@@ -48,6 +64,22 @@ export function checkInvariants(m: Machine): string[] {
         const r = iopt.reserved.iterFirst(a.start, a.last);
         if (r) errs.push(`${where} intersects reserved [0x${r.start.toString(16)}, 0x${r.last.toString(16)}]`);
       }
+    }
+    for (const [gid, g] of ictx.groups as Map<number, IommufdGroup>) {
+      const where = `iommufd group ${gid}`;
+      if (g.hwpt) {
+        if (!g.devices.length) errs.push(`${where} has HWPT ${g.hwpt.id} but no attached device`);
+        for (let i = 0; i < g.devices.length; i++) bump(g.hwpt.id);
+        if (g.group.domain !== g.hwpt.domain) errs.push(`${where} is attached to HWPT ${g.hwpt.id} but its IOMMU group translates through another domain`);
+      } else {
+        if (g.devices.length) errs.push(`${where} lists attached devices but no HWPT`);
+        if (g.group.owner === ictx && g.group.domain !== g.group.blockingDomain) errs.push(`${where} is owned but not blocked while detached`);
+      }
+    }
+    for (const obj of ictx.objects()) {
+      if (!(obj instanceof HwptPaging)) continue;
+      const inIopt = obj.ioas.iopt.domains.includes(obj.domain);
+      if (inIopt !== obj.listed) errs.push(`HWPT ${obj.id}: listed ${obj.listed} but its domain is ${inIopt ? '' : 'not '}in IOAS ${obj.ioas.id}'s io_pagetable`);
     }
     for (const obj of ictx.objects()) {
       const want = expectedUsers.get(obj.id) ?? 1;
