@@ -10,6 +10,7 @@ import { type HugePool, Mm } from './mm/mm.js';
 import { PhysMem } from './mm/physmem.js';
 import { CAP_LAST_CAP, type Cred, Process, RLIM_INFINITY, type Rlimits } from './process.js';
 import { Tracer } from './trace.js';
+import { IommuSubsystem } from './iommu/subsystem.js';
 import { DeviceRegistry, File, type FileOperations, O_RDONLY, O_WRONLY } from './vfs.js';
 
 /** /dev/null: reads end at once, writes vanish. Fds 0-2 of every spawned process point here. */
@@ -51,6 +52,8 @@ export class Machine {
   readonly tracer = new Tracer();
   readonly inject = new FaultInjector();
   readonly devices = new DeviceRegistry();
+  /** IOMMU groups and the devices behind IOMMUs. */
+  readonly iommu = new IommuSubsystem();
   readonly iommufd: IommufdModule;
   readonly #users = new Map<number, UserStruct>();
   readonly #procs = new Map<number, Process>();

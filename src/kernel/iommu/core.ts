@@ -90,8 +90,6 @@ export interface DevIommu {
   partialFaults: IopfFault[];
 }
 
-let nextGroupId = 0;
-
 export class Device {
   readonly name: string;
   readonly bus: string;
@@ -154,8 +152,9 @@ export class IommuGroup {
   /** group->pasid_array: attach handles by PASID; null marks a reserved slot. */
   readonly pasidArray = new Map<number, AttachHandle | null>();
 
-  constructor(id?: number) {
-    this.id = id ?? nextGroupId++;
+  /** Made by IommuSubsystem.allocGroup, which owns the ID space. */
+  constructor(id: number) {
+    this.id = id;
   }
 
   /** iommu_group_add_device + probe: the device joins and gets the default domain. */

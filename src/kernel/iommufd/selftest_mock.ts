@@ -37,7 +37,6 @@ import {
   IOMMU_CAP,
   IOMMU_DIRTY_NO_CLEAR,
   IommuDomain,
-  IommuGroup,
   PagingDomain,
   type DirtyRecorder,
   type IommuCap,
@@ -215,7 +214,7 @@ export class MockIommuDriver implements IommuDriver {
     while (this.#ids.has(id)) id++;
     this.#ids.add(id);
     const dev = new MockDevice(id, flags);
-    new IommuGroup().addDevice(dev, this, { maxPasids: flags & MOCK_FLAGS_DEVICE_PASID ? 1 << MOCK_PASID_WIDTH : 0 });
+    this.machine.iommu.allocGroup().addDevice(dev, this, { maxPasids: flags & MOCK_FLAGS_DEVICE_PASID ? 1 << MOCK_PASID_WIDTH : 0 });
     // The selftest "driver" manages DMA itself.
     dev.bindDriver('iommufd_selftest', true);
     return dev;
@@ -224,7 +223,9 @@ export class MockIommuDriver implements IommuDriver {
   /** mock_dev_destroy. */
   destroyDevice(dev: MockDevice): void {
     dev.unbindDriver();
-    dev.group?.removeDevice(dev);
+    const g = dev.group;
+    g?.removeDevice(dev);
+    if (g && !g.devices.length) this.machine.iommu.releaseGroup(g);
     this.#ids.delete(dev.mockId);
   }
 
