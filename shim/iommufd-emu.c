@@ -90,7 +90,7 @@ int emulated_path(const char *p)
 {
 	if (!p)
 		return 0;
-	if (!strcmp(p, "/dev/iommu") || !strncmp(p, "/dev/vfio/", 10))
+	if (!strcmp(p, "/dev/iommu") || !strncmp(p, "/dev/vfio/", 10) || emulated_sysfs_path(p))
 		return 1;
 	if (!strncmp(p, "/proc/", 6)) {
 		size_t n = strlen(p);
@@ -290,6 +290,8 @@ static int emu_open(const char *path, int flags)
 	int p[2];
 	int64_t r;
 
+	if (emulated_sysfs_path(path))
+		return sysfs_open(path, flags);
 	if (pipe2(p, O_CLOEXEC & flags ? O_CLOEXEC : 0))
 		return -1;
 	if (p[0] >= MAX_FDS) {
@@ -388,13 +390,24 @@ int __openat64_2(int dirfd, const char *path, int flags)
 DIR *opendir(const char *path)
 {
 	char buf[PATH_MAX];
+	if (emulated_sysfs_path(path))
+		return emu_opendir(path);
 	resolve_opendir();
 	return real_opendir(debugfs_path(path, buf, sizeof(buf)));
+}
+
+/* An emulated sysfs attribute: its memfd as a stream (read-only, like the attribute). */
+static FILE *sysfs_fopen(const char *path, const char *mode)
+{
+	int fd = sysfs_open(path, (strpbrk(mode, "wa+") ? O_RDWR : O_RDONLY) | (strchr(mode, 'e') ? O_CLOEXEC : 0));
+	return fd < 0 ? NULL : fdopen(fd, mode);
 }
 
 FILE *fopen(const char *path, const char *mode)
 {
 	char buf[PATH_MAX];
+	if (emulated_sysfs_path(path))
+		return sysfs_fopen(path, mode);
 	resolve_fopen();
 	return real_fopen(debugfs_path(path, buf, sizeof(buf)), mode);
 }
@@ -402,6 +415,8 @@ FILE *fopen(const char *path, const char *mode)
 FILE *fopen64(const char *path, const char *mode)
 {
 	char buf[PATH_MAX];
+	if (emulated_sysfs_path(path))
+		return sysfs_fopen(path, mode);
 	resolve_fopen64();
 	return real_fopen64(debugfs_path(path, buf, sizeof(buf)), mode);
 }

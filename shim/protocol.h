@@ -22,6 +22,8 @@ enum {
 	EMU_MUNMAP = 16,
 	EMU_STAT = 17,
 	EMU_FSTAT = 18,
+	EMU_LISTDIR = 19,
+	EMU_SYSFS_READ = 20,
 };
 
 /*
@@ -34,6 +36,12 @@ enum {
 #define EMU_STAT_MODE(r) ((unsigned)((r) & 07777))
 #define EMU_STAT_MINOR(r) ((unsigned)(((r) >> 12) & 0xfffff))
 #define EMU_STAT_MAJOR(r) ((unsigned)(((r) >> 32) & 0xfff))
+
+/*
+ * LISTDIR (payload = path, a0 = buffer, a1 = its size): an emulated /sys directory's entries as
+ * d_type byte, name, NUL each; ret is the listing's size (nothing written if it exceeds a1).
+ * SYSFS_READ (same arguments): an emulated /sys attribute's text, likewise.
+ */
 
 /* emu_resp.flags */
 enum {

@@ -30,5 +30,12 @@ SHIM_INTERNAL int64_t emu_rpc(uint32_t op, int fd, int fd2, uint64_t a0, uint64_
 SHIM_INTERNAL int is_emulated(int fd);
 /* Whether open() of the absolute path p goes to the daemon (/dev/iommu, /dev/vfio/..., fail-nth). */
 SHIM_INTERNAL int emulated_path(const char *p);
+/* Whether p is at or below an emulated /sys directory (dir.c). */
+SHIM_INTERNAL int emulated_sysfs_path(const char *p);
+/* opendir of an emulated /sys directory. */
+#include <dirent.h>
+SHIM_INTERNAL DIR *emu_opendir(const char *name);
+/* open of an emulated /sys attribute: a real memfd with its text, or -1 with errno. */
+SHIM_INTERNAL int sysfs_open(const char *path, int flags);
 
 #endif

@@ -58,6 +58,20 @@ describe('shim', () => {
       'no fd left behind: yes',
     ]));
 
+  test('/sys/kernel/iommu_groups lists the machine\'s groups and devices through opendir/readdir; attributes read through fopen and open', () =>
+    expectLines('sysfs', [
+      'opendir iommu_groups: ok',
+      'group 0 (dir)',
+      'group 1 (dir)',
+      'entries after rewinddir: 4',
+      'group 1 device iommufd_mock1 (link)',
+      'fopen type: blocked',
+      'read reserved_regions: 0 bytes',
+      'opendir group 9: No such file or directory',
+      'open type for writing: Permission denied',
+      'opendir /tmp (the host\'s): ok',
+    ]));
+
   test('pread and pwrite on fail-nth read and write at the offset given', () =>
     expectLines('pread', ['pwrite 1', 'pread 2 5', 'pread again 2 5', 'pwrite 0: 1']));
 

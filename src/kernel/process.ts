@@ -9,6 +9,8 @@ import { Errno, KernelError, fail } from '../errno.js';
 import type { Machine, UserStruct } from './machine.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, type Mm, PROT_READ, PROT_WRITE } from './mm/mm.js';
 import { procOpen } from './procfs.js';
+import { sysfsList, sysfsOpen, sysfsText } from './sysfs.js';
+import { copyToUser } from './uaccess.js';
 import { big, hex } from './trace.js';
 import type { TraceValue } from './trace.js';
 import { type File, O_RDWR, POLLIN, POLLOUT } from './vfs.js';
@@ -181,7 +183,7 @@ export class Process {
    */
   open(path: string, flags = O_RDWR, at?: number): SysResult {
     return this.#sys('open', at === undefined ? { path, flags } : { path, flags, at }, () => {
-      const file = procOpen(this, path, flags) ?? this.machine.devices.lookup(path).open(this, flags, path);
+      const file = procOpen(this, path, flags) ?? sysfsOpen(this, path, flags) ?? this.machine.devices.lookup(path).open(this, flags, path);
       if (at !== undefined) {
         this.installFdAt(at, file);
         return at;
@@ -193,6 +195,31 @@ export class Process {
         throw e;
       }
     });
+  }
+
+  /**
+   * List an emulated /sys directory into user memory at `buf`: per entry its d_type byte, its name
+   * and a NUL. Returns the bytes the listing takes; when that is more than `size`, nothing is
+   * written (ask again with a bigger buffer).
+   */
+  listdir(path: string, buf: bigint, size: number): SysResult {
+    return this.#sys('listdir', { path, size }, () => {
+      const enc = new TextEncoder();
+      const parts = sysfsList(this.machine, path).map((d) => Uint8Array.from([d.type, ...enc.encode(d.name), 0]));
+      const out = new Uint8Array(parts.reduce((n, b) => n + b.length, 0));
+      parts.reduce((off, b) => (out.set(b, off), off + b.length), 0);
+      return this.#fillUser(out, buf, size, 'writing the directory listing');
+    });
+  }
+
+  /** An emulated /sys attribute's whole text into user memory, sized like `listdir`. */
+  readAttr(path: string, buf: bigint, size: number): SysResult {
+    return this.#sys('read_attr', { path, size }, () => this.#fillUser(new TextEncoder().encode(sysfsText(this.machine, path)), buf, size, `reading ${path}`));
+  }
+
+  #fillUser(bytes: Uint8Array, buf: bigint, size: number, what: string): number {
+    if (bytes.length <= size) copyToUser(this, buf, bytes, what);
+    return bytes.length;
   }
 
   /** dup2: `newfd` refers to `oldfd`'s file afterwards; what `newfd` held is closed. */

@@ -230,6 +230,10 @@ export class Daemon {
         const node = this.machine.devices.paths().includes(path) ? this.machine.devices.lookup(path) : null;
         return { ret: node ? packStatNode(node) : 0, errno: 0 };
       }
+      case Op.LISTDIR:
+        return p.listdir(req.payload.toString('utf8'), req.a0, Number(req.a1));
+      case Op.SYSFS_READ:
+        return p.readAttr(req.payload.toString('utf8'), req.a0, Number(req.a1));
       case Op.FORK_PREPARE: {
         const token = this.#nextToken++;
         this.#forks.set(token, { kernel: p.prepareFork(), huge: client.mm?.hugeRanges() ?? [], parentMm: client.mm ?? null });

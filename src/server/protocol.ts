@@ -49,6 +49,8 @@ export const Op = {
   STAT: 17,
   /** The metadata of the device node fd was opened from (packStatNode); 0: the file is no node. */
   FSTAT: 18,
+  LISTDIR: 19,
+  SYSFS_READ: 20,
 } as const;
 
 /** Set in a STAT/FSTAT answer that describes a device node. */

@@ -4,7 +4,8 @@
  * emulated file (pread), the emulated debugfs (debugfs), hugetlb memory from the machine's pool
  * (hugetlb), a reaped child's emulated exit before the parent's next call (reaped), and a
  * privileged option (rlimit_mode: CAP_SYS_RESOURCE, which `run --root` grants), and the stat family
- * on emulated device nodes and on everything else (stat).
+ * on emulated device nodes and on everything else (stat), and the emulated /sys/kernel/iommu_groups
+ * through opendir/readdir/fopen/open (sysfs).
  * Prints one line per check; the test compares them.
  */
 #define _GNU_SOURCE
@@ -249,6 +250,54 @@ static void stats(int fd, const char *self)
 	       !r && S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 3 ? "1:3" : "?");
 }
 
+/* Two mock devices in their own IOMMU groups, then /sys/kernel/iommu_groups as a program reads it. */
+static void sysfs(int fd)
+{
+	struct iommu_test_cmd md = { .size = sizeof(md), .op = IOMMU_TEST_OP_MOCK_DOMAIN };
+	char line[128], path[128];
+	struct dirent *de;
+	DIR *d;
+	FILE *f;
+	int n = 0, afd;
+
+	md.id = ioas_alloc(fd);
+	if (ioctl(fd, IOMMU_TEST_CMD, &md) ||
+	    ioctl(fd, IOMMU_TEST_CMD, &md))
+		exit(12);
+	d = opendir("/sys/kernel/iommu_groups");
+	printf("opendir iommu_groups: %s\n", d ? "ok" : strerror(errno));
+	while (d && (de = readdir(d)))
+		if (de->d_name[0] != '.')
+			printf("group %s%s\n", de->d_name, de->d_type == DT_DIR ? " (dir)" : "");
+	rewinddir(d);
+	while (d && readdir(d))
+		n++;
+	printf("entries after rewinddir: %d\n", n);
+	closedir(d);
+	d = opendir("/sys/kernel/iommu_groups/1/devices");
+	while (d && (de = readdir(d)))
+		if (de->d_name[0] != '.')
+			printf("group 1 device %s%s\n", de->d_name, de->d_type == DT_LNK ? " (link)" : "");
+	if (d)
+		closedir(d);
+	f = fopen("/sys/kernel/iommu_groups/0/type", "r");
+	printf("fopen type: %s", f && fgets(line, sizeof(line), f) ? line : "failed\n");
+	if (f)
+		fclose(f);
+	afd = open("/sys/kernel/iommu_groups/0/reserved_regions", O_RDONLY);
+	n = afd < 0 ? -1 : read(afd, line, sizeof(line));
+	printf("read reserved_regions: %d bytes\n", n);
+	close(afd);
+	snprintf(path, sizeof(path), "/sys/kernel/iommu_groups/9");
+	d = opendir(path);
+	printf("opendir group 9: %s\n", d ? "ok" : strerror(errno));
+	printf("open type for writing: %s\n", open("/sys/kernel/iommu_groups/0/type", O_WRONLY) < 0 ? strerror(errno) : "ok");
+	d = opendir("/tmp");
+	printf("opendir /tmp (the host's): %s\n", d && readdir(d) ? "ok" : "failed");
+	if (d)
+		closedir(d);
+}
+
 int main(int argc, char **argv)
 {
 	int fd = open("/dev/iommu", O_RDWR);
@@ -269,6 +318,8 @@ int main(int argc, char **argv)
 		reaped();
 	else if (!strcmp(what, "stat"))
 		stats(fd, argv[0]);
+	else if (!strcmp(what, "sysfs"))
+		sysfs(fd);
 	else if (!strcmp(what, "rlimit_mode"))
 		rlimit_mode(fd);
 	else
