@@ -200,12 +200,13 @@ export class IommuGroup {
   /** __iommu_group_set_domain_internal: every device or none (unless it must succeed). */
   #setDomain(domain: IommuDomain, mustSucceed: boolean): void {
     if (this.domain === domain) return;
-    let result: unknown = null;
+    let result: KernelError | null = null;
     for (let i = 0; i < this.devices.length; i++) {
       const dev = this.devices[i]!;
       try {
         this.#setDeviceDomain(dev, domain, mustSucceed);
       } catch (e) {
+        if (!(e instanceof KernelError)) throw e;
         if (mustSucceed) {
           result = e;
           continue;

@@ -27,7 +27,7 @@ import { IOMMU_CAP, IOMMU_DIRTY_NO_CLEAR, IommuDomain, PagingDomain, type IommuU
 import { PAGE_SIZE } from '../mm/physmem.js';
 import type { Process } from '../process.js';
 import { copyFromUser, copyToUser } from '../uaccess.js';
-import { type IommufdDevice, hwptAttach, hwptDetach } from './device.js';
+import { IommufdDevice, hwptAttach, hwptDetach } from './device.js';
 import { IommufdFault } from './fault.js';
 import { ULONG_MAX } from './io_pagetable.js';
 import type { IommufdIoas } from './ioas.js';
@@ -115,7 +115,7 @@ export class HwptNested extends IommufdHwpt {
 
 /** A nested domain that takes user cache invalidations (cache_invalidate_user). */
 export interface InvalidatingDomain {
-  cacheInvalidateUser(task: Process, arr: { type: number; uptr: bigint; entryLen: number; entryNum: number }): { done: number; error: unknown };
+  cacheInvalidateUser(task: Process, arr: { type: number; uptr: bigint; entryLen: number; entryNum: number }): { done: number; error: KernelError | null };
 }
 
 function canInvalidate(d: IommuDomain): d is IommuDomain & InvalidatingDomain {
@@ -189,7 +189,7 @@ function hwptNestedAlloc(ictx: IommufdCtx, task: Process, parent: HwptPaging, id
 
 /** iommufd_get_device. */
 function getDevice(ictx: IommufdCtx, task: Process, id: number): IommufdDevice {
-  return ictx.get(task, id, IOMMUFD_OBJ.DEVICE) as IommufdDevice;
+  return ictx.get(task, id, IOMMUFD_OBJ.DEVICE, IommufdDevice);
 }
 
 export function hwptAlloc(u: Ucmd<typeof iommu_hwpt_alloc>): number {
@@ -388,7 +388,7 @@ class UserBitmap {
 /** IOMMU_HWPT_INVALIDATE: entry_num is always written back with how many entries were handled. */
 export function hwptInvalidate(u: Ucmd<typeof iommu_hwpt_invalidate>): number {
   const c = u.cmd;
-  let err: unknown = null;
+  let err: KernelError | null = null;
   let done = 0;
   if (c.__reserved) err = new KernelError(Errno.EOPNOTSUPP, 'iommu_hwpt_invalidate.__reserved must be 0');
   else if (c.entry_num && (!c.data_uptr || !c.entry_len || c.entry_len > PAGE_SIZE || c.entry_num > IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX)) {
@@ -402,6 +402,7 @@ export function hwptInvalidate(u: Ucmd<typeof iommu_hwpt_invalidate>): number {
       done = r.done;
       err = r.error;
     } catch (e) {
+      if (!(e instanceof KernelError)) throw e;
       err = e;
     }
   }

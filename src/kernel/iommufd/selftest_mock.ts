@@ -9,7 +9,7 @@
  * PASID width of 20 bits and lets that variant run; nothing else in 6.12 looks at it.
  */
 
-import { Errno, fail } from '../../errno.js';
+import { Errno, KernelError, fail } from '../../errno.js';
 import { MockPgtable, MOCK_HUGE_PAGE_SIZE, MOCK_IO_PAGE_SIZE } from '../../hw/mock_pgtable.js';
 import {
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
@@ -159,7 +159,7 @@ export class MockNestedDomain extends IommuDomain {
    * mock_domain_cache_invalidate_user: entries handled in order; the count of those handled is
    * reported even when one fails.
    */
-  cacheInvalidateUser(task: Process, arr: { type: number; uptr: bigint; entryLen: number; entryNum: number }): { done: number; error: unknown } {
+  cacheInvalidateUser(task: Process, arr: { type: number; uptr: bigint; entryLen: number; entryNum: number }): { done: number; error: KernelError | null } {
     let done = 0;
     try {
       if (arr.type !== IOMMU_HWPT_INVALIDATE_DATA_SELFTEST) fail(Errno.EINVAL, `invalidation data type 0x${arr.type.toString(16)} is not IOMMU_HWPT_INVALIDATE_DATA_SELFTEST`);
@@ -174,6 +174,7 @@ export class MockNestedDomain extends IommuDomain {
       }
       return { done, error: null };
     } catch (e) {
+      if (!(e instanceof KernelError)) throw e;
       return { done, error: e };
     }
   }
