@@ -10,7 +10,9 @@ import { type HugePool, Mm } from './mm/mm.js';
 import { PhysMem } from './mm/physmem.js';
 import { CAP_LAST_CAP, type Cred, Process, RLIM_INFINITY, type Rlimits } from './process.js';
 import { Tracer } from './trace.js';
-import { IommuSubsystem } from './iommu/subsystem.js';
+import type { HwIommu, HwIommuOptions } from '../hw/iommu.js';
+import type { PciDevice } from '../hw/pci.js';
+import { type AddPciDeviceOptions, IommuSubsystem } from './iommu/subsystem.js';
 import { DeviceRegistry, File, type FileOperations, O_RDONLY, O_WRONLY } from './vfs.js';
 
 /** /dev/null: reads end at once, writes vanish. Fds 0-2 of every spawned process point here. */
@@ -52,8 +54,8 @@ export class Machine {
   readonly tracer = new Tracer();
   readonly inject = new FaultInjector();
   readonly devices = new DeviceRegistry();
-  /** IOMMU groups and the devices behind IOMMUs. */
-  readonly iommu = new IommuSubsystem();
+  /** IOMMU groups, IOMMU units and the devices behind them. */
+  readonly iommu = new IommuSubsystem(this);
   readonly iommufd: IommufdModule;
   readonly #users = new Map<number, UserStruct>();
   readonly #procs = new Map<number, Process>();
@@ -69,6 +71,16 @@ export class Machine {
       mode: 0o666,
       open: (_task, flags, path) => new File(NULL_FOPS, path, flags, null),
     });
+  }
+
+  /** Add a simulated IOMMU unit (profile 'vtd' or 'smmuv3'). */
+  addIommu(opts: HwIommuOptions): HwIommu {
+    return this.iommu.addIommu(opts);
+  }
+
+  /** Plug in a PCI device behind an IOMMU unit; it is probed into an IOMMU group. */
+  addPciDevice(opts: AddPciDeviceOptions): PciDevice {
+    return this.iommu.addPciDevice(opts);
   }
 
   userFor(uid: number): UserStruct {

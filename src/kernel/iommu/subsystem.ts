@@ -1,12 +1,36 @@
 /**
  * The machine's IOMMU subsystem state: every IOMMU group (IDs from 0, as iommu_group_alloc's ida
- * hands them out, lowest free first) and the devices in them. One instance per Machine.
+ * hands them out, lowest free first) and the devices in them; the simulated IOMMU units and the
+ * one driver instance per kind that serves them (as one struct iommu_ops serves every unit of a
+ * kind); and the PCI devices behind those units, probed into groups. One instance per Machine.
  */
 
+import { HwIommu, type HwIommuOptions } from '../../hw/iommu.js';
+import { PciDevice, type PciDeviceOptions } from '../../hw/pci.js';
+import type { Machine } from '../machine.js';
 import { type Device, IommuGroup } from './core.js';
+import { ArmSmmuV3Driver, SmmuDomain } from './drivers/arm_smmu_v3.js';
+import { PgtableDomain } from './drivers/common.js';
+import { IntelIommuDriver, IntelNestedDomain } from './drivers/intel.js';
+
+export interface AddPciDeviceOptions extends PciDeviceOptions {
+  /** The IOMMU unit in front of the device. */
+  iommu: HwIommu;
+  /** Share this group (or the group of this device) instead of getting a new one. */
+  group?: IommuGroup | PciDevice;
+}
 
 export class IommuSubsystem {
+  readonly #machine: Machine;
   readonly #groups = new Map<number, IommuGroup>();
+  readonly #units: HwIommu[] = [];
+  readonly #pci = new Map<string, PciDevice>();
+  #intel: IntelIommuDriver | null = null;
+  #smmu: ArmSmmuV3Driver | null = null;
+
+  constructor(machine: Machine) {
+    this.#machine = machine;
+  }
 
   /** iommu_group_alloc. */
   allocGroup(): IommuGroup {
@@ -33,5 +57,86 @@ export class IommuSubsystem {
 
   devices(): Device[] {
     return this.groups().flatMap((g) => g.devices);
+  }
+
+  /** A new IOMMU unit; named dmarN / smmuN by default. */
+  addIommu(opts: HwIommuOptions): HwIommu {
+    const n = this.#units.filter((u) => u.profile === opts.profile).length;
+    const unit = new HwIommu(opts, `${opts.profile === 'vtd' ? 'dmar' : 'smmu'}${n}`, this.#machine.phys);
+    if (this.#units.some((u) => u.name === unit.name)) throw new Error(`an IOMMU named ${unit.name} already exists`);
+    this.#units.push(unit);
+    return unit;
+  }
+
+  units(): readonly HwIommu[] {
+    return this.#units;
+  }
+
+  /** The driver instance serving a unit's kind. */
+  driverFor(unit: HwIommu): IntelIommuDriver | ArmSmmuV3Driver {
+    if (unit.profile === 'vtd') return (this.#intel ??= new IntelIommuDriver(this.#machine));
+    return (this.#smmu ??= new ArmSmmuV3Driver(this.#machine));
+  }
+
+  /**
+   * Plug in a PCI device behind `opts.iommu` and probe it: the driver takes it, it joins its own
+   * new group (or the one given) and gets the group's default domain. No kernel driver is bound.
+   */
+  addPciDevice(opts: AddPciDeviceOptions): PciDevice {
+    const unit = opts.iommu;
+    if (!this.#units.includes(unit)) throw new Error(`IOMMU ${unit.name} is not part of this machine`);
+    const dev = new PciDevice(opts, unit);
+    if (this.#pci.has(dev.bdf)) throw new Error(`a PCI device ${dev.bdf} already exists`);
+    for (const other of this.#pci.values()) {
+      if (other.unit === unit && other.rid === dev.rid) throw new Error(`${dev.bdf} has the requester ID of ${other.bdf} on ${unit.name}`);
+    }
+    let group: IommuGroup;
+    if (opts.group) {
+      group = opts.group instanceof PciDevice ? opts.group.group! : opts.group;
+      if (!group) throw new Error(`${opts.group instanceof PciDevice ? opts.group.bdf : 'the group'} has no IOMMU group`);
+      const first = group.devices[0];
+      if (first && (!(first instanceof PciDevice) || first.unit !== unit)) throw new Error(`IOMMU group ${group.id} is not behind ${unit.name}`);
+    } else {
+      group = this.allocGroup();
+    }
+    const driver = this.driverFor(unit);
+    driver.probe(dev);
+    // dev_iommu_get_max_pasids: the device's PASID capability, capped by the unit.
+    const maxPasids = dev.pasidWidth ? Math.min(2 ** dev.pasidWidth, unit.maxPasids) : 0;
+    group.addDevice(dev, driver, { maxPasids, msiIsolated: unit.msiIsolated });
+    this.#pci.set(dev.bdf, dev);
+    return dev;
+  }
+
+  pciDevice(bdf: string): PciDevice | undefined {
+    return this.#pci.get(bdf.toLowerCase());
+  }
+
+  pciDevices(): PciDevice[] {
+    return [...this.#pci.values()];
+  }
+
+  /**
+   * The hardware agrees with the core: each PCI device's programmed context is its group's
+   * domain (blocked, pass-through, its page table, or its nested stage 1). Returns violations.
+   */
+  checkHardware(): string[] {
+    const errs: string[] = [];
+    for (const dev of this.#pci.values()) {
+      const d = dev.group?.domain ?? null;
+      const ctx = dev.unit.context(dev.rid);
+      const where = `${dev.bdf} on ${dev.unit.name}`;
+      if (!d || d.type === 'blocked') {
+        if (ctx.mode !== 'blocked') errs.push(`${where}: the group is blocked but the context is ${ctx.mode}`);
+      } else if (d.type === 'identity') {
+        if (ctx.mode !== 'identity') errs.push(`${where}: the group passes through but the context is ${ctx.mode}`);
+      } else if (d instanceof IntelNestedDomain) {
+        if (ctx.mode !== 'nested' || ctx.s1 !== d) errs.push(`${where}: the group's nested domain is not what the context holds (${ctx.mode})`);
+      } else if (d instanceof PgtableDomain || d instanceof SmmuDomain) {
+        if (ctx.mode !== 'translate' || ctx.table !== d) errs.push(`${where}: the group's paging domain ${d.tag} is not the context's table (${ctx.mode})`);
+        if (!d.attached.get(dev.unit)?.has(dev)) errs.push(`${where}: paging domain ${d.tag} does not list the device`);
+      }
+    }
+    return errs;
   }
 }

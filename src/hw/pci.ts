@@ -1,0 +1,117 @@
+/**
+ * PCI devices that do DMA. A `PciDevice` is a kernel `Device` (so it joins IOMMU groups, gets
+ * bound to drivers and claimed by iommufd/VFIO) with a bus/device/function address, IDs, a
+ * 256-byte configuration space header, and a DMA engine: `dmaRead`/`dmaWrite` issue requests with
+ * its requester ID (and optionally a PASID) to the IOMMU unit it sits behind. A request either
+ * completes or faults; a fault is data (logged here and in the unit), never an exception.
+ */
+
+import { Device } from '../kernel/iommu/core.js';
+import type { DmaFault, DmaReadResult, DmaWriteResult, HwIommu, MsiMessage } from './iommu.js';
+
+export interface PciDeviceOptions {
+  /** "DDDD:BB:DD.F", e.g. "0000:00:03.0". */
+  bdf: string;
+  /** PCI vendor ID (default 0x1b36, Red Hat / QEMU). */
+  vendor?: number;
+  /** PCI device ID (default 0x0005, QEMU's pci-testdev). */
+  device?: number;
+  /** 24-bit class code (default 0x00ff00, unclassified). */
+  classCode?: number;
+  /** Width of the PASID capability (default 20; 0 for no PASID capability). */
+  pasidWidth?: number;
+  /** ATS capability (default true). */
+  ats?: boolean;
+  /** PRI capability: the device can ask for IO page faults to be served (default false). */
+  pri?: boolean;
+  /** Faults and interrupts kept in the device's logs (default 256 each). */
+  logSize?: number;
+}
+
+export interface Bdf {
+  segment: number;
+  bus: number;
+  dev: number;
+  fn: number;
+}
+
+export function parseBdf(bdf: string): Bdf {
+  const m = /^([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$/.exec(bdf);
+  if (!m) throw new Error(`"${bdf}" is not a PCI address (DDDD:BB:DD.F)`);
+  const dev = parseInt(m[3]!, 16);
+  if (dev > 0x1f) throw new Error(`"${bdf}": device number 0x${dev.toString(16)} is above 0x1f`);
+  return { segment: parseInt(m[1]!, 16), bus: parseInt(m[2]!, 16), dev, fn: parseInt(m[4]!, 10) };
+}
+
+export class PciDevice extends Device {
+  readonly bdf: string;
+  readonly segment: number;
+  readonly busNr: number;
+  readonly devfn: number;
+  /** Requester ID: bus << 8 | devfn. */
+  readonly rid: number;
+  readonly vendor: number;
+  readonly deviceId: number;
+  readonly classCode: number;
+  /** The IOMMU unit in front of the device. */
+  readonly unit: HwIommu;
+  readonly pasidWidth: number;
+  readonly ats: boolean;
+  readonly pri: boolean;
+  /** Configuration space header (type 0). */
+  readonly config = new Uint8Array(256);
+  readonly faults: DmaFault[] = [];
+  readonly msis: MsiMessage[] = [];
+  readonly #logSize: number;
+
+  constructor(opts: PciDeviceOptions, unit: HwIommu) {
+    const a = parseBdf(opts.bdf);
+    super(opts.bdf.toLowerCase(), 'pci');
+    this.bdf = opts.bdf.toLowerCase();
+    this.segment = a.segment;
+    this.busNr = a.bus;
+    this.devfn = (a.dev << 3) | a.fn;
+    this.rid = (a.bus << 8) | this.devfn;
+    this.vendor = opts.vendor ?? 0x1b36;
+    this.deviceId = opts.device ?? 0x0005;
+    this.classCode = opts.classCode ?? 0x00ff00;
+    this.unit = unit;
+    this.pasidWidth = opts.pasidWidth ?? 20;
+    this.ats = opts.ats ?? true;
+    this.pri = opts.pri ?? false;
+    this.#logSize = opts.logSize ?? 256;
+    const dv = new DataView(this.config.buffer);
+    dv.setUint16(0x00, this.vendor, true);
+    dv.setUint16(0x02, this.deviceId, true);
+    dv.setUint8(0x09, this.classCode & 0xff);
+    dv.setUint16(0x0a, this.classCode >> 8, true);
+  }
+
+  /** PASIDs the device may use: its capability and its IOMMU's, whichever is smaller (0 before probe). */
+  get maxPasids(): number {
+    return this.iommu?.maxPasids ?? 0;
+  }
+
+  /** Read `length` bytes at `iova` (through the IOMMU); a fault is returned, not thrown. */
+  dmaRead(iova: bigint, length: number, pasid?: number): DmaReadResult {
+    const r = this.unit.read(this, iova, length, pasid ?? null);
+    if (!r.ok) this.#logFault(r.fault);
+    return r;
+  }
+
+  /** Write `bytes` at `iova`; a write to the MSI window is an interrupt (`msi` in the result). */
+  dmaWrite(iova: bigint, bytes: Uint8Array, pasid?: number): DmaWriteResult {
+    const r = this.unit.write(this, iova, bytes, pasid ?? null);
+    if (!r.ok) this.#logFault(r.fault);
+    else if (r.msi) {
+      this.msis.push(r.msi);
+      if (this.msis.length > this.#logSize) this.msis.shift();
+    }
+    return r;
+  }
+
+  #logFault(f: DmaFault): void {
+    this.faults.push(f);
+    if (this.faults.length > this.#logSize) this.faults.shift();
+  }
+}
