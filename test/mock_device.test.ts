@@ -19,6 +19,10 @@ import {
   IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR,
   IOMMU_HW_CAP_DIRTY_TRACKING,
   IOMMU_IOAS_IOVA_RANGES,
+  IOMMU_VFIO_IOAS,
+  IOMMU_VFIO_IOAS_SET,
+  VFIO_CHECK_EXTENSION,
+  VFIO_DMA_CC_IOMMU,
   IOMMU_PGFAULT_FLAGS_LAST_PAGE,
   IOMMU_PGFAULT_FLAGS_PASID_VALID,
   IOMMU_PGFAULT_PERM_READ,
@@ -34,6 +38,7 @@ import {
   iommu_hwpt_pgfault,
   iommu_ioas_iova_ranges,
   iommu_iova_range,
+  iommu_vfio_ioas,
 } from '../src/index.js';
 import {
   IOMMU_HW_INFO_SELFTEST_REGVAL,
@@ -234,6 +239,31 @@ describe('MOCK_DOMAIN on an IOAS', () => {
     ok(destroy(f, b.stdev));
     assert.equal(paging(f, 5).users, 1, 'a user HWPT is not destroyed with its last device');
     ok(destroy(f, 5));
+  });
+
+  test('a HUGE_IOVA device reuses an automatic domain made for a plain one; only a domain allocated for it maps 1 MiB IO pages', () => {
+    const f = mockSetup();
+    const plain = withDevice(f);
+    const huge = withDevice(f, MOCK_FLAGS_DEVICE_HUGE_IOVA);
+    assert.equal(huge.hwpt, plain.hwpt, 'any automatic domain that takes the device is as good as another');
+    const mem = f.p.mmapOrThrow(BigInt(HPAGE_SIZE), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE);
+    ok(map(f, mem, BigInt(HPAGE_SIZE), APERTURE));
+    assert.equal(mockDom(f, plain.hwpt).pt.isHuge(APERTURE), false);
+    assert.equal(mockDom(f, plain.hwpt).pt.entries, 1024);
+    const own = hwptAlloc(f, { dev: huge.idev, pt: f.ioas });
+    ok(own.r);
+    assert.equal(mockDom(f, own.id).pt.isHuge(APERTURE), true);
+    ok(checkMap(f, own.id, APERTURE, BigInt(HPAGE_SIZE), mem));
+  });
+
+  test('VFIO_CHECK_EXTENSION(VFIO_DMA_CC_IOMMU): ENODEV without a compat IOAS, 1 with no domain, 0 once a mock domain (no coherency enforcement) is on it (oracle)', () => {
+    const f = mockSetup();
+    fails(f.p.ioctl(f.fd, VFIO_CHECK_EXTENSION, BigInt(VFIO_DMA_CC_IOMMU)), Errno.ENODEV);
+    ok(call(f.p, f.fd, IOMMU_VFIO_IOAS, iommu_vfio_ioas, { ioas_id: f.ioas, op: IOMMU_VFIO_IOAS_SET }).r);
+    assert.equal(ok(f.p.ioctl(f.fd, VFIO_CHECK_EXTENSION, BigInt(VFIO_DMA_CC_IOMMU))), 1);
+    const d = withDevice(f);
+    assert.equal(ok(f.p.ioctl(f.fd, VFIO_CHECK_EXTENSION, BigInt(VFIO_DMA_CC_IOMMU))), 0);
+    assert.equal(paging(f, d.hwpt).enforceCacheCoherency, false);
   });
 
   test('closing the iommufd with attached mock devices releases devices, groups, domains and pins', () => {
@@ -1115,6 +1145,40 @@ describe('IO page faults from a mock device', () => {
     );
   });
 
+  test('poll on the fault fd: POLLOUT while empty, POLLIN | POLLRDNORM | POLLOUT while a fault waits to be read (oracle)', () => {
+    const { f, d, q, read } = iopfSetup();
+    assert.equal(ok(f.p.poll(q.fd)), 0x4);
+    ok(triggerIopf(f, d.idev));
+    assert.equal(ok(f.p.poll(q.fd)), 0x45);
+    assert.equal(ok(read().res), 40);
+    assert.equal(ok(f.p.poll(q.fd)), 0x4, 'a delivered fault awaiting its response no longer makes the fd readable');
+  });
+
+  test('a read whose buffer faults after the first group returns that group; a fault on the first group is EFAULT and keeps it queued (oracle)', { todo: 'fault.ts IommufdFault.read lets copyToUser throw even after earlier groups were delivered (their cookies registered); fault.c:iommufd_fault_fops_read restores only the failing group and returns done when done > 0' }, () => {
+    const { f, d, q } = iopfSetup();
+    ok(triggerIopf(f, d.idev, { pasid: 0, addr: 0x1000n }));
+    ok(triggerIopf(f, d.idev, { pasid: 0, addr: 0x2000n }));
+    const two = f.p.mmapOrThrow(2n * PAGE);
+    ok(f.p.munmap(two + PAGE, PAGE));
+    const edge = two + PAGE - 40n;
+    fails(f.p.read(q.fd, two + PAGE, 40), EFAULT);
+    assert.equal(ok(f.p.read(q.fd, edge, 80)), 40, 'the first group fits before the hole');
+    assert.deepEqual([iommu_hwpt_pgfault.decode(f.p.peek(edge, 40)).addr, iommu_hwpt_pgfault.decode(f.p.peek(edge, 40)).cookie], [0x1000n, 1]);
+    assert.equal(ok(f.p.read(q.fd, two, 80)), 40);
+    assert.deepEqual([iommu_hwpt_pgfault.decode(f.p.peek(two, 40)).addr, iommu_hwpt_pgfault.decode(f.p.peek(two, 40)).cookie], [0x2000n, 2]);
+  });
+
+  test('fail-nth over TRIGGER_IOPF: the device lookup fails ENOENT; a failed iopf_group allocation still returns 0 and delivers nothing (oracle)', { todo: 'iommu/core.ts reportDeviceFault has no allocation site for the iopf group (io-pgfault.c:iopf_group_alloc kzalloc; on failure the request is aborted with FAILURE and the ioctl returns 0)' }, () => {
+    const { f, d, read, respond } = iopfSetup();
+    const res = sweep(f.p, () => mockState(f), () => triggerIopf(f, d.idev, { pasid: 0 }), [ENOENT], () => assert.equal(ok(read().res), 0, 'the aborted fault was never queued'));
+    assert.deepEqual([...res.failing], [[1, 'ENOENT']]);
+    assert.deepEqual(res.tolerated, [2]);
+    assert.equal(res.finalN, 3);
+    const got = read();
+    assert.equal(got.faults.length, 1);
+    ok(respond(got.faults[0]!.cookie));
+  });
+
   test('TRIGGER_IOPF on an ID that is no device is ENOENT', () => {
     const { f, d, q } = iopfSetup();
     fails(triggerIopf(f, d.stdev), ENOENT);
@@ -1251,6 +1315,41 @@ describe('fail-nth sweeps over mock attach and HWPT allocation', () => {
     assert.ok(res.failing.size >= 3);
     assert.equal(pt, 6);
     assert.equal(ctxOf(f).peek(d.hwpt), undefined);
+  });
+
+  test('IOMMU_HWPT_ALLOC of a nested HWPT visits exactly the kernel fault sites: device, parent (as EINVAL), object, mock nested domain, fault object (oracle)', () => {
+    const f = mapped();
+    const d = withDevice(f);
+    const parent = hwptAlloc(f, { dev: d.idev, pt: f.ioas, flags: IOMMU_HWPT_ALLOC_NEST_PARENT });
+    ok(parent.r);
+    const q = faultAlloc(f);
+    ok(q.r);
+    const data = selftestData(f, 7);
+    const res = sweep(
+      f.p,
+      () => mockState(f),
+      () => hwptAlloc(f, { dev: d.idev, pt: parent.id, flags: IOMMU_HWPT_FAULT_ID_VALID, faultId: q.id, dataType: IOMMU_HWPT_DATA_SELFTEST, dataLen: 4, dataUptr: data }).r,
+      [ENOMEM, ENOENT, EINVAL],
+    );
+    assert.deepEqual([...res.failing.values()], ['ENOENT', 'EINVAL', 'ENOMEM', 'ENOMEM', 'ENOENT']);
+    assert.equal(res.finalN, 6);
+  });
+
+  test('IOMMU_HWPT_ALLOC of a paging HWPT: the mock domain and the two aperture reservations are allocation fault sites too (oracle: 6 ENOMEM sites before the first map)', { todo: 'fail-nth coverage: selftest_mock.ts MockIommuDriver.domainAllocUser (paging) and io_pagetable.ts reserveIova have no slab site; the kernel fails mock_domain_alloc_paging kzalloc, iopt_reserve_iova kzalloc (x2) and xa_reserve in iopt_table_add_domain' }, () => {
+    const f = mapped();
+    const d = withDevice(f);
+    const res = sweep(
+      f.p,
+      () => mockState(f),
+      () => {
+        const h = hwptAlloc(f, { dev: d.idev, pt: f.ioas });
+        return h.r;
+      },
+      [ENOMEM, ENOENT, EINVAL],
+      () => {},
+    );
+    const enomem = [...res.failing.values()].filter((e) => e === 'ENOMEM').length;
+    assert.ok(enomem >= 4, `only ${enomem} ENOMEM sites: ${[...res.failing].join(' ')}`);
   });
 
   /** A device, a NEST_PARENT parent (5) and a nested HWPT (6) on it. */
