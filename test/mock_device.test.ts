@@ -584,8 +584,13 @@ describe('IOMMU_HWPT_INVALIDATE on a mock nested HWPT', () => {
     assert.deepEqual(iotlb(), [DEF, 0, 0, 0]);
   });
 
-  test('IOMMU_TEST_INVALIDATE_FLAG_ALL zeroes every entry whatever iotlb_id says', () => {
+  test('IOMMU_TEST_INVALIDATE_FLAG_ALL zeroes every entry whatever valid iotlb_id it names; an out-of-range one is still EINVAL', () => {
     const { f, nested, iotlb } = nestedSetup();
+    // The iotlb_id range check still comes first (mock_domain_cache_invalidate_user).
+    const bad = invalidate(f, nested, { entries: [{ flags: IOMMU_TEST_INVALIDATE_FLAG_ALL, iotlb_id: 4 }] });
+    fails(bad.r, EINVAL);
+    assert.equal(bad.num, 0);
+    assert.deepEqual(iotlb(), [DEF, DEF, DEF, DEF]);
     const r = invalidate(f, nested, { entries: [{ flags: IOMMU_TEST_INVALIDATE_FLAG_ALL, iotlb_id: 2 }] });
     ok(r.r);
     assert.equal(r.num, 1);
