@@ -23,7 +23,7 @@
  * translate 48-bit input addresses with 4 KiB, 2 MiB and 1 GiB pages.
  */
 
-import type { Frame, PhysMem } from '../kernel/mm/physmem.js';
+import { Frame, type PhysMem } from '../kernel/mm/physmem.js';
 import { IOPTE_READ, IOPTE_WRITE, type Translation } from './io_pgtable.js';
 import { Iotlb, type IotlbEntry } from './iotlb.js';
 import { cap, ecap, encodeCap, encodeEcap, vtdSupport } from './vtd_regs.js';
@@ -156,8 +156,19 @@ interface Segment {
   length: number;
 }
 
-/** Report a fault at the page being translated. */
-type PageFault = (reason: DmaFaultReason, detail: string) => DmaFault;
+/** Why a page did not translate (turned into a DmaFault at the faulting byte). */
+interface WalkFault {
+  readonly reason: DmaFaultReason;
+  readonly detail: string;
+}
+
+/** A read never resolves to an interrupt: the window check turns reads into faults. */
+function asFault(r: DmaFault | MsiMessage): DmaFault {
+  if ('reason' in r) return r;
+  throw new Error('a DMA read resolved to an interrupt');
+}
+
+const walkFault = (reason: DmaFaultReason, detail: string): WalkFault => ({ reason, detail });
 
 const PAGE = 4096;
 const MAX_NUMBER_ADDR = 2n ** 52n;
@@ -307,21 +318,35 @@ export class HwIommu {
 
   // ---- DMA (the device's side) ----
 
+  /** Read `length` bytes at `iova` into a new buffer. */
   read(req: DmaRequester, iova: bigint, length: number, pasid: number | null = null): DmaReadResult {
     const r = this.#resolve(req, iova, length, false, pasid);
-    if (!Array.isArray(r)) {
-      if ('reason' in r) return { ok: false, fault: r };
-      throw new Error('a DMA read resolved to an interrupt');
-    }
-    const out = new Uint8Array(length);
-    let at = 0;
-    for (const s of r) {
-      out.set(s.frame.read(s.offset, s.length), at);
-      at += s.length;
-    }
+    if (!Array.isArray(r)) return { ok: false, fault: asFault(r) };
+    // One segment: the frame's own copy is the result.
+    const out = r.length === 1 ? r[0]!.frame.read(r[0]!.offset, r[0]!.length) : this.#gather(r, new Uint8Array(length));
     this.stats.reads++;
     this.stats.bytesRead += length;
     return { ok: true, data: out };
+  }
+
+  /** Read `dst.length` bytes at `iova` into `dst` (no allocation; `dst` is untouched on a fault). */
+  readInto(req: DmaRequester, iova: bigint, dst: Uint8Array, pasid: number | null = null): DmaWriteResult {
+    const r = this.#resolve(req, iova, dst.length, false, pasid);
+    if (!Array.isArray(r)) return { ok: false, fault: asFault(r) };
+    this.#gather(r, dst);
+    this.stats.reads++;
+    this.stats.bytesRead += dst.length;
+    return { ok: true, msi: null };
+  }
+
+  #gather(segs: Segment[], out: Uint8Array): Uint8Array {
+    let at = 0;
+    for (const s of segs) {
+      // A plain Frame keeps its bytes here; subclasses (remote memory) must be read through read().
+      out.set(s.frame.constructor === Frame ? s.frame.data.subarray(s.offset, s.offset + s.length) : s.frame.read(s.offset, s.length), at);
+      at += s.length;
+    }
+    return out;
   }
 
   write(req: DmaRequester, iova: bigint, data: Uint8Array, pasid: number | null = null): DmaWriteResult {
@@ -380,8 +405,8 @@ export class HwIommu {
       const n = Math.min(PAGE - offset, end - a);
       let ppn = page;
       if (ctx.mode !== 'identity') {
-        const e = this.#translatePage(ctx, page, (reason, detail) => fault(BigInt(a), reason, detail));
-        if ('reason' in e) return e;
+        const e = this.#translatePage(ctx, page);
+        if ('reason' in e) return fault(BigInt(a), e.reason, e.detail);
         if (!(e.perm & (write ? IOPTE_WRITE : IOPTE_READ))) {
           return fault(BigInt(a), 'permission', `${hx(page * PAGE)} is mapped ${e.perm & IOPTE_WRITE ? 'write-only' : e.perm & IOPTE_READ ? 'read-only' : 'with no access'}; the DMA ${write ? 'writes' : 'reads'}`);
         }
@@ -398,7 +423,7 @@ export class HwIommu {
   }
 
   /** One page through the IOTLB, walking on a miss. */
-  #translatePage(ctx: ContextEntry & { mode: 'translate' | 'nested' }, page: number, fault: PageFault): IotlbEntry | DmaFault {
+  #translatePage(ctx: ContextEntry & { mode: 'translate' | 'nested' }, page: number): IotlbEntry | WalkFault {
     const tag = ctx.mode === 'translate' ? ctx.table.tag : ctx.s1.tag;
     const cacheable = page < 2 ** 36;
     if (cacheable) {
@@ -409,16 +434,16 @@ export class HwIommu {
         return hit;
       }
     }
-    const e = ctx.mode === 'translate' ? this.#walk(ctx.table, page, fault) : this.#walkNested(ctx, page, fault);
+    const e = ctx.mode === 'translate' ? this.#walk(ctx.table, page) : this.#walkNested(ctx, page);
     if (!('reason' in e) && cacheable) this.iotlb.fill(tag, page, e);
     return e;
   }
 
-  #walk(table: HwPageTable, page: number, fault: PageFault): IotlbEntry | DmaFault {
+  #walk(table: HwPageTable, page: number): IotlbEntry | WalkFault {
     const iova = BigInt(page) * 4096n;
-    if (iova > table.lastIova) return fault('aperture', `${hx(iova)} is beyond the domain's last IOVA ${hx(table.lastIova)}`);
+    if (iova > table.lastIova) return walkFault('aperture', `${hx(iova)} is beyond the domain's last IOVA ${hx(table.lastIova)}`);
     const t = table.walk(iova);
-    if (!t) return fault('not-present', `nothing is mapped at IOVA ${hx(iova)}`);
+    if (!t) return walkFault('not-present', `nothing is mapped at IOVA ${hx(iova)}`);
     return { ppn: Number(t.paddr >> 12n), perm: t.perm, leafPage: Number((iova & ~(t.pageSize - 1n)) >> 12n) };
   }
 
@@ -435,10 +460,10 @@ export class HwIommu {
    * through stage 2. Requests without PASID are user requests, so U/S must be set at every level.
    * The hardware's accessed/dirty updates of first-level entries are not emulated.
    */
-  #walkNested(ctx: ContextEntry & { mode: 'nested' }, page: number, fault: PageFault): IotlbEntry | DmaFault {
+  #walkNested(ctx: ContextEntry & { mode: 'nested' }, page: number): IotlbEntry | WalkFault {
     const iova = BigInt(page) * 4096n;
     const levels = ctx.s1.addrWidth === 57 ? 5 : 4;
-    if (iova >= 1n << BigInt(ctx.s1.addrWidth - 1)) return fault('aperture', `${hx(iova)} is not a canonical lower-half stage-1 address`);
+    if (iova >= 1n << BigInt(ctx.s1.addrWidth - 1)) return walkFault('aperture', `${hx(iova)} is not a canonical lower-half stage-1 address`);
     let table = ctx.s1.pgtblAddr & ~0xfffn;
     let perm = IOPTE_READ | IOPTE_WRITE;
     let gpa = 0n;
@@ -446,17 +471,17 @@ export class HwIommu {
       const shift = BigInt(12 + 9 * lvl);
       const entryGpa = table + ((iova >> shift) & 511n) * 8n;
       const s2 = ctx.s2.walk(entryGpa);
-      if (!s2 || !(s2.perm & IOPTE_READ)) return fault('not-present', `stage 2 does not map the stage-1 table entry at GPA ${hx(entryGpa)} (level ${lvl + 1})`);
+      if (!s2 || !(s2.perm & IOPTE_READ)) return walkFault('not-present', `stage 2 does not map the stage-1 table entry at GPA ${hx(entryGpa)} (level ${lvl + 1})`);
       const frame = this.phys.lookup(Number(s2.paddr >> 12n));
-      if (!frame) return fault('bus-error', `no memory behind the stage-1 table at GPA ${hx(entryGpa)}`);
+      if (!frame) return walkFault('bus-error', `no memory behind the stage-1 table at GPA ${hx(entryGpa)}`);
       const raw = frame.read(Number(s2.paddr & 0xfffn), 8);
       const pte = new DataView(raw.buffer, raw.byteOffset, 8).getBigUint64(0, true);
-      if (!(pte & 1n)) return fault('not-present', `stage-1 entry at GPA ${hx(entryGpa)} (level ${lvl + 1}) is not present`);
-      if (!(pte & 4n)) return fault('permission', `stage-1 entry at GPA ${hx(entryGpa)} (level ${lvl + 1}) is supervisor-only (U/S clear)`);
+      if (!(pte & 1n)) return walkFault('not-present', `stage-1 entry at GPA ${hx(entryGpa)} (level ${lvl + 1}) is not present`);
+      if (!(pte & 4n)) return walkFault('permission', `stage-1 entry at GPA ${hx(entryGpa)} (level ${lvl + 1}) is supervisor-only (U/S clear)`);
       if (!(pte & 2n)) perm &= ~IOPTE_WRITE;
       const addr = pte & 0x000ffffffffff000n;
       const large = lvl > 0 && (pte & 0x80n) !== 0n;
-      if (large && lvl > 2) return fault('not-present', `stage-1 entry at GPA ${hx(entryGpa)} sets PS at level ${lvl + 1}`);
+      if (large && lvl > 2) return walkFault('not-present', `stage-1 entry at GPA ${hx(entryGpa)} sets PS at level ${lvl + 1}`);
       if (lvl === 0 || large) {
         const size = 1n << shift;
         gpa = (addr & ~(size - 1n)) + (iova & (size - 1n));
@@ -464,9 +489,9 @@ export class HwIommu {
       }
       table = addr;
     }
-    if (gpa > ctx.s2.lastIova) return fault('aperture', `stage-1 output ${hx(gpa)} is beyond stage 2`);
+    if (gpa > ctx.s2.lastIova) return walkFault('aperture', `stage-1 output ${hx(gpa)} is beyond stage 2`);
     const s2 = ctx.s2.walk(gpa);
-    if (!s2) return fault('not-present', `stage 2 does not map GPA ${hx(gpa)} (stage-1 output of ${hx(iova)})`);
+    if (!s2) return walkFault('not-present', `stage 2 does not map GPA ${hx(gpa)} (stage-1 output of ${hx(iova)})`);
     return { ppn: Number(s2.paddr >> 12n), perm: perm & s2.perm, leafPage: Number((gpa & ~(s2.pageSize - 1n)) >> 12n) };
   }
 

@@ -99,6 +99,13 @@ export class PciDevice extends Device {
     return r;
   }
 
+  /** Read into `dst` without allocating (device models with their own buffers); `dst` is untouched on a fault. */
+  dmaReadInto(iova: bigint, dst: Uint8Array, pasid?: number): DmaWriteResult {
+    const r = this.unit.readInto(this, iova, dst, pasid ?? null);
+    if (!r.ok) this.#logFault(r.fault);
+    return r;
+  }
+
   /** Write `bytes` at `iova`; a write to the MSI window is an interrupt (`msi` in the result). */
   dmaWrite(iova: bigint, bytes: Uint8Array, pasid?: number): DmaWriteResult {
     const r = this.unit.write(this, iova, bytes, pasid ?? null);
