@@ -4,7 +4,7 @@
  * page tables behind IOAS mappings, user HW page tables (paging and nested), cache invalidation,
  * GET_HW_INFO, dirty tracking, IO page faults, and fail-nth sweeps over the attach and allocation
  * paths. Every expectation is the kernel's (file:function cited where it decides); those the
- * emulator does not meet yet are marked todo with the reason.
+ * emulator did not meet when they were written were fixed in the emulator.
  */
 
 import { describe, test } from 'node:test';
@@ -878,7 +878,7 @@ describe('dirty tracking on a mock domain', () => {
     assert.deepEqual([...f.p.peek(bitmap, 2)], [0x83, 0x00]);
   });
 
-  test('a page_size that is not a power of two but passes the alignment masks counts bits by its lowest set bit (iova_bitmap_alloc: pgshift = __ffs)', { todo: 'hw_pagetable.ts UserBitmap takes the shift from the highest set bit of page_size (toString(2).length - 1); iova_bitmap.c:iova_bitmap_alloc uses __ffs(page_size)' }, () => {
+  test('a page_size that is not a power of two but passes the alignment masks counts bits by its lowest set bit (iova_bitmap_alloc: pgshift = __ffs)', () => {
     const { f, hwpt, bitmap } = dirtySetup();
     ok(setDirtyTracking(f, hwpt, IOMMU_HWPT_DIRTY_TRACKING_ENABLE));
     ok(markDirty(f, hwpt, APERTURE, LEN, IO, [0, 3, 15]).r);
@@ -887,7 +887,7 @@ describe('dirty tracking on a mock domain', () => {
     assert.deepEqual([...f.p.peek(bitmap, 2)], [0x83, 0x00]);
   });
 
-  test('an unwritable bitmap still returns 0 and the dirty bits are read and cleared all the same: 6.12 pins the bitmap only when a bit is set (iova_bitmap_set)', { todo: 'hw_pagetable.ts hwptGetDirtyBitmap pins the whole user bitmap before walking (UserBitmap.pin) and stops on EFAULT, so the domain keeps its dirty bits; iova_bitmap.c pins lazily in iova_bitmap_set and drops the record' }, () => {
+  test('an unwritable bitmap still returns 0 and the dirty bits are read and cleared all the same: 6.12 pins the bitmap only when a bit is set (iova_bitmap_set)', () => {
     const { f, hwpt, bitmap, read } = dirtySetup();
     ok(setDirtyTracking(f, hwpt, IOMMU_HWPT_DIRTY_TRACKING_ENABLE));
     const ro = f.p.mmapOrThrow(PAGE, PROT_READ);
@@ -974,7 +974,7 @@ describe('dirty tracking on a mock domain', () => {
     assert.deepEqual(read(), [0, 1]);
   });
 
-  test('a huge IOVA page is reported dirty when only its last 2 KiB entry is (mock_test_and_clear_dirty walks all 512)', { todo: 'selftest_mock.ts MockDomain.readAndClearDirty checks pgsize - 2 KiB of a huge page, missing its last entry' }, () => {
+  test('a huge IOVA page is reported dirty when only its last 2 KiB entry is (mock_test_and_clear_dirty walks all 512)', () => {
     const f = mockSetup();
     const a = withDevice(f, MOCK_FLAGS_DEVICE_HUGE_IOVA);
     const h = hwptAlloc(f, { dev: a.idev, pt: f.ioas, flags: IOMMU_HWPT_ALLOC_DIRTY_TRACKING });
@@ -1159,7 +1159,7 @@ describe('IO page faults from a mock device', () => {
     assert.equal(ok(f.p.poll(q.fd)), 0x4, 'a delivered fault awaiting its response no longer makes the fd readable');
   });
 
-  test('a read whose buffer faults after the first group returns that group; a fault on the first group is EFAULT and keeps it queued (oracle)', { todo: 'fault.ts IommufdFault.read lets copyToUser throw even after earlier groups were delivered (their cookies registered); fault.c:iommufd_fault_fops_read restores only the failing group and returns done when done > 0' }, () => {
+  test('a read whose buffer faults after the first group returns that group; a fault on the first group is EFAULT and keeps it queued (oracle)', () => {
     const { f, d, q } = iopfSetup();
     ok(triggerIopf(f, d.idev, { pasid: 0, addr: 0x1000n }));
     ok(triggerIopf(f, d.idev, { pasid: 0, addr: 0x2000n }));
@@ -1173,7 +1173,7 @@ describe('IO page faults from a mock device', () => {
     assert.deepEqual([iommu_hwpt_pgfault.decode(f.p.peek(two, 40)).addr, iommu_hwpt_pgfault.decode(f.p.peek(two, 40)).cookie], [0x2000n, 2]);
   });
 
-  test('fail-nth over TRIGGER_IOPF: the device lookup fails ENOENT; a failed iopf_group allocation still returns 0 and delivers nothing (oracle)', { todo: 'iommu/core.ts reportDeviceFault has no allocation site for the iopf group (io-pgfault.c:iopf_group_alloc kzalloc; on failure the request is aborted with FAILURE and the ioctl returns 0)' }, () => {
+  test('fail-nth over TRIGGER_IOPF: the device lookup fails ENOENT; a failed iopf_group allocation still returns 0 and delivers nothing (oracle)', () => {
     const { f, d, read, respond } = iopfSetup();
     const res = sweep(f.p, () => mockState(f), () => triggerIopf(f, d.idev, { pasid: 0 }), [ENOENT], () => assert.equal(ok(read().res), 0, 'the aborted fault was never queued'));
     assert.deepEqual([...res.failing], [[1, 'ENOENT']]);
@@ -1340,7 +1340,7 @@ describe('fail-nth sweeps over mock attach and HWPT allocation', () => {
     assert.equal(res.finalN, 6);
   });
 
-  test('IOMMU_HWPT_ALLOC of a paging HWPT: the mock domain and the two aperture reservations are allocation fault sites too (oracle: 6 ENOMEM sites before the first map)', { todo: 'fail-nth coverage: selftest_mock.ts MockIommuDriver.domainAllocUser (paging) and io_pagetable.ts reserveIova have no slab site; the kernel fails mock_domain_alloc_paging kzalloc, iopt_reserve_iova kzalloc (x2) and xa_reserve in iopt_table_add_domain' }, () => {
+  test('IOMMU_HWPT_ALLOC of a paging HWPT: the mock domain and the two aperture reservations are allocation fault sites too (oracle: 6 ENOMEM sites before the first map)', () => {
     const f = mapped();
     const d = withDevice(f);
     const res = sweep(
@@ -1368,7 +1368,7 @@ describe('fail-nth sweeps over mock attach and HWPT allocation', () => {
     return { f, d, parent: parent.id, nested: n.id };
   }
 
-  test('replacing a nested HWPT by its parent keeps the IOAS: its fault sites are exactly the two lookups and the attach handle (oracle)', { todo: 'device.ts: IommufdHwpt.paging is null for a nested HWPT, so doReplace re-enforces reserved regions (an extra EINVAL site); device.c find_hwpt_paging returns the parent' }, () => {
+  test('replacing a nested HWPT by its parent keeps the IOAS: its fault sites are exactly the two lookups and the attach handle (oracle)', () => {
     const { f, d, parent, nested } = nestedFixture();
     ok(replace(f, d.stdev, nested).r);
     const res = sweep(f.p, () => mockState(f), () => replace(f, d.stdev, parent).r, [ENOMEM, ENOENT, EINVAL], () => ok(replace(f, d.stdev, nested).r));
@@ -1384,7 +1384,7 @@ describe('fail-nth sweeps over mock attach and HWPT allocation', () => {
     assert.equal(res.finalN, 4);
   });
 
-  test('MOCK_DOMAIN on a nested HWPT reserves the device regions in the parent IOAS: that fault site fails it with EINVAL, cleanly', { todo: 'device.ts hwptAttach: HwptNested.paging is null, so iopt_table_enforce_dev_resv_regions (device.c:iommufd_device_attach_reserved_iova via find_hwpt_paging -> parent) is skipped for nested HWPTs' }, () => {
+  test('MOCK_DOMAIN on a nested HWPT reserves the device regions in the parent IOAS: that fault site fails it with EINVAL, cleanly', () => {
     const { f, nested } = nestedFixture();
     let stdev = 0;
     const res = sweep(

@@ -62,10 +62,10 @@ export interface IommuDriver {
   capable(dev: Device, cap: IommuCap): boolean;
   /** ops->hw_info: the IOMMU_HW_INFO_TYPE_* and its bytes; absent means TYPE_NONE. */
   hwInfo?(dev: Device): { type: number; data: Uint8Array };
-  /** ops->domain_alloc_paging. */
-  domainAllocPaging?(dev: Device): PagingDomain;
+  /** ops->domain_alloc_paging; `task` is the caller, for fault injection. */
+  domainAllocPaging?(dev: Device, task?: Process | null): PagingDomain;
   /** ops->domain_alloc_user; throws KernelError. */
-  domainAllocUser?(dev: Device, flags: number, parent: IommuDomain | null, userData: IommuUserData | null): IommuDomain;
+  domainAllocUser?(dev: Device, flags: number, parent: IommuDomain | null, userData: IommuUserData | null, task?: Process | null): IommuDomain;
   /** The blocking domain the driver provides (static in most drivers). */
   blockedDomain(dev: Device): IommuDomain;
   /** The default domain a freshly probed device gets (identity, DMA or blocked). */
@@ -390,7 +390,7 @@ function findFaultHandler(dev: Device, fault: IopfFault): AttachHandle | null {
  * held; the last one sends the whole group to the handler of the domain it faulted in. With no
  * handler (or IOPF not enabled on the device) the request is refused (EINVAL) and answered INVALID.
  */
-export function reportDeviceFault(dev: Device, fault: IopfFault, respond: (code: number) => void): void {
+export function reportDeviceFault(dev: Device, fault: IopfFault, respond: (code: number) => void, allocFails: () => boolean = () => false): void {
   const handle = findFaultHandler(dev, fault);
   const iommu = dev.iommu;
   if (!handle || !iommu?.iopfEnabled) {
@@ -398,7 +398,14 @@ export function reportDeviceFault(dev: Device, fault: IopfFault, respond: (code:
     fail(Errno.EINVAL, `${dev.name}: no IO page fault handler for ${fault.flags & IOMMU_FAULT_PAGE_REQUEST_PASID_VALID ? `PASID ${fault.pasid}` : 'the RID'}`);
   }
   if (!(fault.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE)) {
+    if (allocFails()) fail(Errno.ENOMEM, 'allocating the partial page request: fault injected (fail-nth)');
     iommu.partialFaults.push(fault);
+    return;
+  }
+  // iopf_group_alloc: without memory the request is aborted (FAILURE) but counts as reported.
+  if (allocFails()) {
+    iommu.partialFaults = iommu.partialFaults.filter((f) => f.grpid !== fault.grpid);
+    respond(IOMMU_PAGE_RESP.FAILURE);
     return;
   }
   const faults = iommu.partialFaults.filter((f) => f.grpid === fault.grpid);

@@ -160,7 +160,7 @@ export function enforceDevResvRegions(ioas: IommufdIoas, task: Process | null, d
         swMsi.start = r.start;
         numSwMsi++;
       }
-      ioas.iopt.reserveIova(r.start, r.start + r.length - 1n, dev);
+      ioas.iopt.reserveIova(r.start, r.start + r.length - 1n, dev, task);
     }
     if ((numSwMsi && numHwMsi) || numSwMsi > 1) fail(Errno.EINVAL, `${dev.name}: the IOMMU driver reports an inconsistent set of MSI regions`);
   } catch (e) {

@@ -104,9 +104,15 @@ export class IommufdFault extends IommufdObject {
       let cookie = 1;
       while (this.response.has(cookie)) cookie++;
       let off = done;
-      for (const f of group.faults) {
-        copyToUser(task, buf + BigInt(off), iommu_hwpt_pgfault.encode({ ...f, cookie }), 'delivering a fault');
-        off += size;
+      try {
+        for (const f of group.faults) {
+          copyToUser(task, buf + BigInt(off), iommu_hwpt_pgfault.encode({ ...f, cookie }), 'delivering a fault');
+          off += size;
+        }
+      } catch (e) {
+        // The group stays queued; what earlier groups delivered stands.
+        if (done === 0) throw e;
+        break;
       }
       this.deliver.shift();
       group.cookie = cookie;

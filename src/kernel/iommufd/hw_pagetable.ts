@@ -42,7 +42,7 @@ export abstract class IommufdHwpt extends IommufdObject {
   domain!: IommuDomain;
   fault: IommufdFault | null = null;
 
-  /** find_hwpt_paging: the paging HWPT itself, or null for a nested one. */
+  /** find_hwpt_paging: the paging HWPT itself, or a nested one's parent. */
   abstract get paging(): HwptPaging | null;
 
   /** __iommufd_hwpt_destroy. */
@@ -103,8 +103,9 @@ export class HwptNested extends IommufdHwpt {
     this.parent = parent;
   }
 
-  get paging(): null {
-    return null;
+  /** find_hwpt_paging: a nested HWPT's reserved regions and MSI live in its parent's IOAS. */
+  get paging(): HwptPaging {
+    return this.parent;
   }
 
   destroy(): void {
@@ -149,8 +150,8 @@ export function hwptPagingAlloc(ictx: IommufdCtx, task: Process | null, ioas: Io
   let attached = false;
   try {
     let domain: IommuDomain;
-    if (ops.domainAllocUser) domain = ops.domainAllocUser(idev.dev, flags, null, userData);
-    else if (ops.domainAllocPaging) domain = ops.domainAllocPaging(idev.dev);
+    if (ops.domainAllocUser) domain = ops.domainAllocUser(idev.dev, flags, null, userData, task);
+    else if (ops.domainAllocPaging) domain = ops.domainAllocPaging(idev.dev, task);
     else fail(Errno.EOPNOTSUPP, `${ops.name} cannot allocate paging domains`);
     if (!(domain instanceof PagingDomain)) throw new Error(`${ops.name} returned a ${domain.type} domain for a paging HWPT`);
     hp.domain = domain;
@@ -178,7 +179,7 @@ function hwptNestedAlloc(ictx: IommufdCtx, task: Process, parent: HwptPaging, id
   const hn = ictx.alloc(task, new HwptNested(ictx, parent));
   parent.users++;
   try {
-    hn.domain = ops.domainAllocUser(idev.dev, flags & ~IOMMU_HWPT_FAULT_ID_VALID, parent.domain, userData);
+    hn.domain = ops.domainAllocUser(idev.dev, flags & ~IOMMU_HWPT_FAULT_ID_VALID, parent.domain, userData, task);
     if (hn.domain.type !== 'nested' || !canInvalidate(hn.domain)) fail(Errno.EINVAL, `${ops.name} returned no nested domain`);
     return hn;
   } catch (e) {
@@ -314,7 +315,6 @@ export function hwptGetDirtyBitmap(u: Ucmd<typeof iommu_hwpt_get_dirty_bitmap>):
   const flags = c.flags & IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR ? IOMMU_DIRTY_NO_CLEAR : 0;
   const bitmap = new UserBitmap(u.task, c.iova, c.length, c.page_size, c.data);
   try {
-    bitmap.pin();
     const last = c.iova + c.length - 1n;
     let cur = c.iova;
     for (let area = iopt.areas.iterFirst(c.iova, last); area; area = iopt.areas.iterNext(area, c.iova, last)) {
@@ -344,13 +344,15 @@ class UserBitmap {
   readonly #shift: bigint;
   readonly #uptr: bigint;
   #bytes: Uint8Array | null = null;
+  #broken = false;
   #dirty = false;
 
   constructor(task: Process, iova: bigint, length: bigint, pageSize: bigint, uptr: bigint) {
     this.#task = task;
     this.#iova = iova;
     this.#length = length;
-    this.#shift = BigInt(pageSize.toString(2).length - 1);
+    // __ffs(page_size): the lowest set bit, as iova_bitmap_alloc takes it.
+    this.#shift = BigInt((pageSize & -pageSize).toString(2).length - 1);
     this.#uptr = uptr;
   }
 
@@ -360,16 +362,30 @@ class UserBitmap {
     return Math.ceil(bits / 8);
   }
 
-  /** pin_user_pages_fast of the bitmap: every page of it must be writable user memory. */
-  pin(): void {
-    this.#bytes = copyFromUser(this.#task, this.#uptr, this.size, 'pinning the dirty bitmap');
-    // Writability is checked by writing the same bytes back (a read-only mapping faults here).
-    copyToUser(this.#task, this.#uptr, this.#bytes, 'pinning the dirty bitmap');
+  /**
+   * pin_user_pages_fast of the bitmap, done when the first bit is to be set: every page of it must
+   * be writable user memory. When it is not, the bits are dropped — the domain has already
+   * cleared them — and the ioctl still succeeds, as in 6.12.
+   */
+  #pin(): boolean {
+    if (this.#bytes) return true;
+    if (this.#broken) return false;
+    try {
+      this.#bytes = copyFromUser(this.#task, this.#uptr, this.size, 'pinning the dirty bitmap');
+      // Writability is checked by writing the same bytes back (a read-only mapping faults here).
+      copyToUser(this.#task, this.#uptr, this.#bytes, 'pinning the dirty bitmap');
+      return true;
+    } catch (e) {
+      if (!(e instanceof KernelError)) throw e;
+      this.#bytes = null;
+      this.#broken = true;
+      return false;
+    }
   }
 
   set(iova: bigint, length: bigint): void {
-    const b = this.#bytes;
-    if (!b) return;
+    if (!this.#pin()) return;
+    const b = this.#bytes!;
     const end = this.#iova + this.#length - 1n;
     const first = iova < this.#iova ? this.#iova : iova;
     const lastIova = iova + length - 1n > end ? end : iova + length - 1n;

@@ -380,11 +380,12 @@ export class IoPagetable {
   }
 
   /** iopt_reserve_iova: refused over a mapping or an allowed range. */
-  reserveIova(start: bigint, last: bigint, owner: unknown): void {
+  reserveIova(start: bigint, last: bigint, owner: unknown, task: Process | null = null): void {
     const a = this.areas.iterFirst(start, last);
     if (a) fail(Errno.EADDRINUSE, `reserving [${hx(start)}, ${hx(last)}] would cover the mapping at [${hx(a.start)}, ${hx(a.last)}]`);
     const al = this.allowed.iterFirst(start, last);
     if (al) fail(Errno.EADDRINUSE, `reserving [${hx(start)}, ${hx(last)}] would cover the allowed range [${hx(al.start)}, ${hx(al.last)}]`);
+    if (task?.machine.inject.shouldFail(task, 'slab')) fail(Errno.ENOMEM, 'allocating a reserved range: fault injected (fail-nth)');
     this.reserved.insert(new IoptReserved(start, last, owner));
   }
 
@@ -458,8 +459,10 @@ export class IoPagetable {
     if (newAlign > PAGE_SIZE_N) fail(Errno.EINVAL, `the domain's smallest page ${hx(min)} is larger than PAGE_SIZE`);
     if (newAlign !== this.iovaAlignment) this.checkIovaAlignment(newAlign);
     try {
-      if (domain.apertureStart !== 0n) this.reserveIova(0n, domain.apertureStart - 1n, domain);
-      if (domain.apertureEnd !== ULONG_MAX) this.reserveIova(domain.apertureEnd + 1n, ULONG_MAX, domain);
+      if (domain.apertureStart !== 0n) this.reserveIova(0n, domain.apertureStart - 1n, domain, task);
+      if (domain.apertureEnd !== ULONG_MAX) this.reserveIova(domain.apertureEnd + 1n, ULONG_MAX, domain, task);
+      // xa_reserve of the domain's slot.
+      if (task?.machine.inject.shouldFail(task, 'slab')) fail(Errno.ENOMEM, 'reserving the domain slot: fault injected (fail-nth)');
       const filled: IoptArea[] = [];
       try {
         for (const area of this.areas) {

@@ -146,7 +146,7 @@ function addReserved(u: TestUcmd): number {
   if (!length) fail(Errno.EINVAL, 'add_reserved.length is 0');
   if (start + length - 1n > ULONG_MAX) fail(Errno.EOVERFLOW, 'add_reserved start + length overflows');
   const ioas = getIoas(u.ictx, u.task, u.cmd.id);
-  ioas.iopt.reserveIova(start, start + length - 1n, null);
+  ioas.iopt.reserveIova(start, start + length - 1n, null, u.task);
   return 0;
 }
 
@@ -369,7 +369,7 @@ function triggerIopf(u: TestUcmd): number {
   if (c.pasid !== IOMMU_NO_PASID) flags |= IOMMU_FAULT_PAGE_REQUEST_PASID_VALID;
   try {
     // The mock's page_response does nothing with the answer.
-    reportDeviceFault(idev.dev, { flags, pasid: c.pasid, grpid: c.grpid, perm: c.perm, addr: c.addr }, () => {});
+    reportDeviceFault(idev.dev, { flags, pasid: c.pasid, grpid: c.grpid, perm: c.perm, addr: c.addr }, () => {}, () => u.ictx.machine.inject.shouldFail(u.task, 'slab'));
   } catch (e) {
     // iommu_report_device_fault's result is not the ioctl's.
     if (!(e instanceof KernelError)) throw e;

@@ -126,8 +126,7 @@ export class MockDomain extends PagingDomain {
       }
       if (this.pt.isHuge(iova)) pgsize = MOCK_HUGE_PAGE_SIZE;
       const head = iova & ~(pgsize - 1n);
-      // mock_test_and_clear_dirty walks [head, head + pgsize - 1), one page short of the end.
-      if (this.pt.testAndClearDirty(head, pgsize - MOCK_IO_PAGE_SIZE + (pgsize === MOCK_IO_PAGE_SIZE ? MOCK_IO_PAGE_SIZE : 0n), (flags & IOMMU_DIRTY_NO_CLEAR) !== 0)) {
+      if (this.pt.testAndClearDirty(head, pgsize, (flags & IOMMU_DIRTY_NO_CLEAR) !== 0)) {
         record?.(iova, pgsize);
       }
       iova += pgsize;
@@ -240,18 +239,19 @@ export class MockIommuDriver implements IommuDriver {
     return { type: IOMMU_HW_INFO_TYPE_SELFTEST, data: iommu_test_hw_info.encode({ flags: 0, test_reg: IOMMU_HW_INFO_SELFTEST_REGVAL }) };
   }
 
-  domainAllocPaging(dev: Device): MockDomain {
+  domainAllocPaging(dev: Device, task: Process | null = null): MockDomain {
+    if (this.machine.inject.shouldFail(task, 'slab')) fail(Errno.ENOMEM, 'allocating the mock domain: fault injected (fail-nth)');
     return new MockDomain(this, dev instanceof MockDevice && (dev.flags & MOCK_FLAGS_DEVICE_HUGE_IOVA) !== 0);
   }
 
-  domainAllocUser(dev: Device, flags: number, parent: IommuDomain | null, userData: IommuUserData | null): IommuDomain {
+  domainAllocUser(dev: Device, flags: number, parent: IommuDomain | null, userData: IommuUserData | null, task: Process | null = null): IommuDomain {
     if (!parent) {
       const hasDirty = (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0;
       const noDirty = dev instanceof MockDevice && (dev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY) !== 0;
       if (flags & ~(IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING)) fail(Errno.EOPNOTSUPP, `the mock driver does not know HWPT flags 0x${flags.toString(16)}`);
       if (userData) fail(Errno.EOPNOTSUPP, 'a mock paging domain takes no driver data');
       if (hasDirty && noDirty) fail(Errno.EOPNOTSUPP, `${dev.name} cannot track dirty pages (MOCK_FLAGS_DEVICE_NO_DIRTY)`);
-      const d = this.domainAllocPaging(dev);
+      const d = this.domainAllocPaging(dev, task);
       d.dirtyCapable = hasDirty;
       return d;
     }
