@@ -27,6 +27,14 @@ import {
   IOMMU_HW_INFO_TYPE_NONE,
   IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17,
   IOMMU_IOAS_MAP_READABLE,
+  IOMMU_FAULT_QUEUE_ALLOC,
+  IOMMU_HWPT_FAULT_ID_VALID,
+  IOMMU_PGFAULT_FLAGS_LAST_PAGE,
+  IOMMU_PGFAULT_PERM_WRITE,
+  IOMMUFD_PAGE_RESP_SUCCESS,
+  iommu_fault_alloc,
+  iommu_hwpt_page_response,
+  iommu_hwpt_pgfault,
   KernelError,
   type Machine,
   checkInvariants,
@@ -58,8 +66,8 @@ interface DmaFixture extends Fixture {
 }
 
 /** A VFIO-style driver (managing DMA itself) bound to a fresh PCI device behind `unit`. */
-function plug(m: Machine, unit: HwIommu, bdf: string, group?: IommuGroup | PciDevice): PciDevice {
-  const dev = m.addPciDevice({ bdf, iommu: unit, ...(group ? { group } : {}) });
+function plug(m: Machine, unit: HwIommu, bdf: string, group?: IommuGroup | PciDevice, pri = false): PciDevice {
+  const dev = m.addPciDevice({ bdf, iommu: unit, pri, ...(group ? { group } : {}) });
   dev.bindDriver('vfio-pci', true);
   return dev;
 }
@@ -96,9 +104,10 @@ function errnoOf(fn: () => unknown): number {
 
 const pattern = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff);
 
-function hwptAlloc(f: DmaFixture, idev: IommufdDevice, ptId: number, flags: number, data?: { type: number; uptr: bigint; len: number }): number {
+function hwptAlloc(f: DmaFixture, idev: IommufdDevice, ptId: number, flags: number, data?: { type: number; uptr: bigint; len: number }, faultId = 0): number {
   const { r, out } = call(f.p, f.fd, IOMMU_HWPT_ALLOC, iommu_hwpt_alloc, {
     flags,
+    fault_id: faultId,
     dev_id: idev.id,
     pt_id: ptId,
     data_type: data?.type ?? 0,
@@ -428,6 +437,65 @@ describe('VT-d nested translation', () => {
     ok(f.p.poke(f.buf + 2n * PAGE, entry(gpa + 3n * PAGE)));
     ok(f.p.poke(f.buf + 3n * PAGE + 5n * 8n, entry(gpa + data * PAGE)));
   }
+
+  /** A nest parent over `gpa` holding the guest tables, and the vtd_s1 config in user memory. */
+  function nestedSetup(f: DmaFixture, idev: IommufdDevice): { parent: number; gpa: bigint; cfg: bigint } {
+    const parent = hwptAlloc(f, idev, f.ioas, IOMMU_HWPT_ALLOC_NEST_PARENT);
+    const gpa = 0x40000000n;
+    ok(map(f, f.buf, 16n * PAGE, gpa));
+    guestTables(f, gpa, 8n);
+    const cfg = f.p.mmapOrThrow(PAGE);
+    ok(f.p.poke(cfg, iommu_hwpt_vtd_s1.encode({ flags: 0n, pgtbl_addr: gpa, addr_width: 48 })));
+    return { parent, gpa, cfg };
+  }
+
+  test('a PRI device faulting through a nested HWPT with a fault queue sends a page request and retries after SUCCESS', () => {
+    const f = fixture();
+    const dev = plug(f.m, f.unit, '0000:00:05.0', undefined, true);
+    const idev = deviceBind(f.ictx, f.p, dev);
+    const { parent, gpa, cfg } = nestedSetup(f, idev);
+    const q = call(f.p, f.fd, IOMMU_FAULT_QUEUE_ALLOC, iommu_fault_alloc, {});
+    ok(q.r);
+    const nested = hwptAlloc(f, idev, parent, IOMMU_HWPT_FAULT_ID_VALID, { type: IOMMU_HWPT_DATA_VTD_S1, uptr: cfg, len: iommu_hwpt_vtd_s1.size }, q.out.out_fault_id);
+    deviceAttach(idev, f.p, { id: nested });
+    check(f.m);
+    const miss = dev.dmaWrite(0x6010n, pattern(4, 1));
+    assert.ok(!miss.ok && 'pageRequest' in miss);
+    const pr = miss.pageRequest;
+    assert.equal(pr.iova, 0x6000n);
+    assert.equal(pr.response, null);
+    assert.equal(pr.refused, null);
+    const buf = f.p.mmapOrThrow(PAGE);
+    assert.equal(ok(f.p.read(q.out.out_fault_fd, buf, iommu_hwpt_pgfault.size)), iommu_hwpt_pgfault.size);
+    const pf = iommu_hwpt_pgfault.decode(f.p.peek(buf, iommu_hwpt_pgfault.size));
+    assert.equal(pf.dev_id, idev.id);
+    assert.equal(pf.addr, 0x6000n);
+    assert.equal(pf.grpid, pr.grpid);
+    assert.equal(pf.perm, IOMMU_PGFAULT_PERM_WRITE);
+    assert.equal(pf.flags, IOMMU_PGFAULT_FLAGS_LAST_PAGE);
+    // The VMM lets the guest map the page, then answers.
+    const pte = new Uint8Array(8);
+    new DataView(pte.buffer).setBigUint64(0, (gpa + 10n * PAGE) | 0x7n, true);
+    ok(f.p.poke(f.buf + 3n * PAGE + 6n * 8n, pte));
+    ok(f.p.poke(buf, iommu_hwpt_page_response.encode({ cookie: pf.cookie, code: IOMMUFD_PAGE_RESP_SUCCESS })));
+    ok(f.p.write(q.out.out_fault_fd, buf, iommu_hwpt_page_response.size));
+    assert.equal(pr.response, IOMMUFD_PAGE_RESP_SUCCESS);
+    assert.ok(dev.dmaWrite(0x6010n, pattern(4, 1)).ok);
+    assert.deepEqual(f.p.peek(f.buf + 10n * PAGE + 0x10n, 4), pattern(4, 1));
+    check(f.m);
+  });
+
+  test('a device without PRI cannot attach to a HWPT with a fault queue (ENODEV)', () => {
+    const f = fixture();
+    const idev = deviceBind(f.ictx, f.p, f.dev);
+    const { parent, cfg } = nestedSetup(f, idev);
+    const q = call(f.p, f.fd, IOMMU_FAULT_QUEUE_ALLOC, iommu_fault_alloc, {});
+    const nested = hwptAlloc(f, idev, parent, IOMMU_HWPT_FAULT_ID_VALID, { type: IOMMU_HWPT_DATA_VTD_S1, uptr: cfg, len: iommu_hwpt_vtd_s1.size }, q.out.out_fault_id);
+    assert.equal(errnoOf(() => deviceAttach(idev, f.p, { id: nested })), Errno.ENODEV);
+    check(f.m);
+    const r = f.dev.dmaRead(0x6000n, 4);
+    assert.ok(!r.ok && !('pageRequest' in r));
+  });
 
   test('DMA walks the guest stage-1 table through stage 2; a changed entry is stale until HWPT_INVALIDATE', () => {
     const f = fixture();

@@ -4,10 +4,37 @@
  * 256-byte configuration space header, and a DMA engine: `dmaRead`/`dmaWrite` issue requests with
  * its requester ID (and optionally a PASID) to the IOMMU unit it sits behind. A request either
  * completes or faults; a fault is data (logged here and in the unit), never an exception.
+ *
+ * A device with the PRI capability whose IOPF the driver enabled reacts to a translation fault
+ * (not present, or not permitted) as an ATS/PRI device does: it sends a page request (one group
+ * of one page, its PRG index the next of 512) to the IOMMU core, which routes it to the fault
+ * handler of the domain (an iommufd fault queue), and remembers the answer so the device model
+ * can retry once it is SUCCESS. The faulted DMA itself still returns its fault.
  */
 
-import { Device } from '../kernel/iommu/core.js';
+import { KernelError } from '../errno.js';
+import { Device, type IopfFault, IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE, IOMMU_FAULT_PAGE_REQUEST_PASID_VALID, reportDeviceFault } from '../kernel/iommu/core.js';
 import type { DmaFault, DmaReadResult, DmaWriteResult, HwIommu, MsiMessage } from './iommu.js';
+
+/** IOMMU_FAULT_PERM_READ / _WRITE. */
+const PERM_READ = 1 << 0;
+const PERM_WRITE = 1 << 1;
+const PRG_INDEXES = 512;
+
+/** A page request the device sent; `response` is the IOMMU_PAGE_RESP_* code once answered. */
+export interface PageRequest {
+  readonly grpid: number;
+  readonly iova: bigint;
+  readonly pasid: number | null;
+  readonly write: boolean;
+  response: number | null;
+  /** Why the core refused to take it (no handler, IOPF not enabled), if it did. */
+  refused: string | null;
+}
+
+/** A DMA result from the device: a fault may have sent a page request. */
+export type PciDmaReadResult = DmaReadResult | { ok: false; fault: DmaFault; pageRequest: PageRequest };
+export type PciDmaWriteResult = DmaWriteResult | { ok: false; fault: DmaFault; pageRequest: PageRequest };
 
 export interface PciDeviceOptions {
   /** "DDDD:BB:DD.F", e.g. "0000:00:03.0". */
@@ -62,7 +89,10 @@ export class PciDevice extends Device {
   readonly config = new Uint8Array(256);
   readonly faults: DmaFault[] = [];
   readonly msis: MsiMessage[] = [];
+  /** Page requests sent, oldest first (bounded like the logs). */
+  readonly pageRequests: PageRequest[] = [];
   readonly #logSize: number;
+  #nextPrg = 0;
 
   constructor(opts: PciDeviceOptions, unit: HwIommu) {
     const a = parseBdf(opts.bdf);
@@ -93,28 +123,58 @@ export class PciDevice extends Device {
   }
 
   /** Read `length` bytes at `iova` (through the IOMMU); a fault is returned, not thrown. */
-  dmaRead(iova: bigint, length: number, pasid?: number): DmaReadResult {
+  dmaRead(iova: bigint, length: number, pasid?: number): PciDmaReadResult {
     const r = this.unit.read(this, iova, length, pasid ?? null);
-    if (!r.ok) this.#logFault(r.fault);
-    return r;
+    return r.ok ? r : this.#faulted(r.fault);
   }
 
   /** Read into `dst` without allocating (device models with their own buffers); `dst` is untouched on a fault. */
-  dmaReadInto(iova: bigint, dst: Uint8Array, pasid?: number): DmaWriteResult {
+  dmaReadInto(iova: bigint, dst: Uint8Array, pasid?: number): PciDmaWriteResult {
     const r = this.unit.readInto(this, iova, dst, pasid ?? null);
-    if (!r.ok) this.#logFault(r.fault);
-    return r;
+    return r.ok ? r : this.#faulted(r.fault);
   }
 
   /** Write `bytes` at `iova`; a write to the MSI window is an interrupt (`msi` in the result). */
-  dmaWrite(iova: bigint, bytes: Uint8Array, pasid?: number): DmaWriteResult {
+  dmaWrite(iova: bigint, bytes: Uint8Array, pasid?: number): PciDmaWriteResult {
     const r = this.unit.write(this, iova, bytes, pasid ?? null);
-    if (!r.ok) this.#logFault(r.fault);
-    else if (r.msi) {
+    if (!r.ok) return this.#faulted(r.fault);
+    if (r.msi) {
       this.msis.push(r.msi);
       if (this.msis.length > this.#logSize) this.msis.shift();
     }
     return r;
+  }
+
+  #faulted(fault: DmaFault): { ok: false; fault: DmaFault } | { ok: false; fault: DmaFault; pageRequest: PageRequest } {
+    this.#logFault(fault);
+    const pr = this.#pageRequest(fault);
+    return pr ? { ok: false, fault, pageRequest: pr } : { ok: false, fault };
+  }
+
+  /** PRI: ask the IOMMU core to make the faulting page present (iommu_report_device_fault). */
+  #pageRequest(f: DmaFault): PageRequest | null {
+    if (!this.pri || !this.iommu?.iopfEnabled || (f.reason !== 'not-present' && f.reason !== 'permission')) return null;
+    const grpid = this.#nextPrg;
+    this.#nextPrg = (grpid + 1) % PRG_INDEXES;
+    const req: PageRequest = { grpid, iova: f.iova & ~0xfffn, pasid: f.pasid, write: f.write, response: null, refused: null };
+    const fault: IopfFault = {
+      flags: IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE | (f.pasid !== null ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0),
+      pasid: f.pasid ?? 0,
+      grpid,
+      perm: f.write ? PERM_WRITE : PERM_READ,
+      addr: req.iova,
+    };
+    this.pageRequests.push(req);
+    if (this.pageRequests.length > this.#logSize) this.pageRequests.shift();
+    try {
+      reportDeviceFault(this, fault, (code) => {
+        req.response = code;
+      });
+    } catch (e) {
+      if (!(e instanceof KernelError)) throw e;
+      req.refused = e.reason;
+    }
+    return req;
   }
 
   #logFault(f: DmaFault): void {
