@@ -337,6 +337,24 @@ describe('automatic domains across devices and units', () => {
     assert.notEqual(attach(f, f.dev).hwpt, attach(f, b).hwpt);
   });
 
+  test('replace onto another driver\'s HWPT is refused by that driver, and (as in 6.12) drops the group\'s reserved regions', () => {
+    const f = fixture();
+    const smmu = f.m.addIommu({ profile: 'smmuv3' });
+    const b = plug(f.m, smmu, '0000:01:00.0');
+    const { idev } = attach(f, f.dev);
+    const other = attach(f, b).hwpt;
+    ok(map(f, f.buf, PAGE, IOVA));
+    const before = fullSnapshot(f.m);
+    assert.equal(errnoOf(() => deviceReplace(idev, f.p, { id: other })), Errno.ENOENT);
+    check(f.m);
+    assert.ok(f.dev.dmaRead(IOVA, 4).ok, 'still translating through its own HWPT');
+    // As in 6.12's iommufd_device_do_replace, the error path removes the group's reserved
+    // regions from the (same) IOAS although the old attachment put them there: the interrupt
+    // range is no longer reserved. Everything else is as it was.
+    assert.equal(fullSnapshot(f.m), before.replace('"4276092928-4277141503",', ''));
+    ok(map(f, f.buf, PAGE, 0xfee00000n));
+  });
+
   test('VT-d units share a compatible domain, as intel-iommu does, and unmap invalidates both IOTLBs', () => {
     const f = fixture();
     const other = f.m.addIommu({ profile: 'vtd', verifyIotlb: true });

@@ -43,7 +43,7 @@ class SmmuBlockedDomain extends BlockedDomain {
   declare readonly owner: ArmSmmuV3Driver;
   /** arm_smmu_attach_dev_blocked: an abort STE. */
   override attachDev(dev: Device): void {
-    this.owner.blockTranslation(dev);
+    this.owner.blockTranslation(dev, Errno.ENOENT);
   }
 }
 
@@ -51,7 +51,7 @@ class SmmuIdentityDomain extends IdentityDomain {
   declare readonly owner: ArmSmmuV3Driver;
   /** arm_smmu_attach_dev_identity: a bypass STE. */
   override attachDev(dev: Device): void {
-    const info = this.owner.blockTranslation(dev);
+    const info = this.owner.blockTranslation(dev, Errno.ENOENT);
     info.unit.setContext(info.dev.rid, { mode: 'identity' });
     info.domain = this;
   }
@@ -76,9 +76,9 @@ export class SmmuDomain extends PgtableDomain {
     return this.dirtyCapable;
   }
 
-  /** arm_smmu_attach_dev: a domain belongs to one SMMU. */
+  /** arm_smmu_attach_dev: a device with no SMMU fwspec is ENOENT; a domain belongs to one SMMU. */
   attachDev(dev: Device): void {
-    const info = this.owner.info(dev);
+    const info = this.owner.attachInfo(dev, Errno.ENOENT);
     if (info.unit !== this.smmu) fail(Errno.EINVAL, `${dev.name} is behind ${info.unit.name}; the domain was finalised on ${this.smmu.name}`);
     this.owner.blockTranslation(dev);
     this.addDevice(info.dev);

@@ -194,9 +194,20 @@ export abstract class HwDriverBase {
     return i;
   }
 
+  /**
+   * The state of a device a domain of this driver is asked to attach. The core checks the
+   * domain's owner on attach but not on replace (iommu_replace_group_handle), so a device of
+   * another driver can arrive here; the drivers refuse it with their own errno.
+   */
+  attachInfo(dev: Device, errno: number): DevInfo {
+    const i = this.#infos.get(dev);
+    if (!i) fail(errno, `${dev.name} is not behind an IOMMU of this driver; the domain cannot translate for it`);
+    return i;
+  }
+
   /** device_block_translation: clear the device's context and leave its old domain. */
-  blockTranslation(dev: Device): DevInfo {
-    const info = this.info(dev);
+  blockTranslation(dev: Device, errno: number = Errno.EINVAL): DevInfo {
+    const info = this.attachInfo(dev, errno);
     const old = info.domain;
     info.unit.setContext(info.dev.rid, null);
     info.domain = null;
