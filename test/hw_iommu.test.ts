@@ -288,9 +288,12 @@ describe('DMA through a paging domain', () => {
   test('an IOVA beyond the aperture faults as such', () => {
     const r = rig();
     ownedDomain(r);
-    const f = r.dev.dmaRead(1n << 48n, 4);
-    assert.ok(!f.ok);
-    assert.equal(f.fault.reason, 'aperture');
+    for (const iova of [1n << 48n, 1n << 60n, (1n << 64n) - 2n]) {
+      const f = r.dev.dmaRead(iova, 4);
+      assert.ok(!f.ok);
+      assert.equal(f.fault.reason, 'aperture');
+      assert.equal(f.fault.iova, iova);
+    }
   });
 
   test('identity translation: the IOVA is the physical address', () => {

@@ -216,6 +216,8 @@ export class HwIommu {
   onFault: ((f: DmaFault) => void) | null = null;
   onMsi: ((m: MsiMessage) => void) | null = null;
   readonly #logSize: number;
+  readonly #msiFirst: number;
+  readonly #msiLast: number;
   readonly #rid = new Map<number, ContextEntry>();
   readonly #pasid = new Map<number, ContextEntry>();
 
@@ -287,6 +289,8 @@ export class HwIommu {
       this.msiStart = SMMU_SW_MSI_START;
       this.msiLength = SMMU_SW_MSI_LENGTH;
     }
+    this.#msiFirst = Number(this.msiStart);
+    this.#msiLast = Number(this.msiStart + this.msiLength - 1n);
   }
 
   // ---- programming (the driver's side) ----
@@ -369,7 +373,7 @@ export class HwIommu {
   #resolve(req: DmaRequester, iova: bigint, length: number, write: boolean, pasid: number | null, data: Uint8Array | null = null): Segment[] | DmaFault | MsiMessage {
     const fault = (at: bigint, reason: DmaFaultReason, detail: string): DmaFault => this.#fault(req, at, pasid, write, reason, detail);
     if (!Number.isInteger(length) || length < 0) throw new Error(`DMA length ${length} is not a byte count`);
-    if (iova < 0n || iova + BigInt(length) > 1n << 64n) return fault(iova, 'aperture', `[${hx(iova)}, +${hx(length)}) is not a 64-bit bus address range`);
+    if (iova < 0n) return fault(iova, 'aperture', `${hx(iova)} is not a bus address`);
     let ctx: ContextEntry;
     if (pasid !== null && pasid !== 0) {
       if (pasid >= req.maxPasids) return fault(iova, 'pasid', `PASID ${pasid} is beyond the ${req.maxPasids} PASIDs ${req.bdf} may use`);
@@ -378,26 +382,27 @@ export class HwIommu {
     } else {
       ctx = this.#rid.get(req.rid) ?? BLOCKED_CONTEXT;
     }
+    // Addresses are exact doubles below 2^52; anything above is beyond every aperture and memory.
+    const start = iova < MAX_NUMBER_ADDR ? Number(iova) : Infinity;
+    const last = start + length - 1;
     // Interrupt requests: VT-d whatever the translation; SMMUv3 where a paging domain maps the doorbell.
-    const last = iova + BigInt(length) - 1n;
-    if (length && iova <= this.msiStart + this.msiLength - 1n && last >= this.msiStart && (this.profile === 'vtd' || ctx.mode === 'translate' || ctx.mode === 'nested')) {
-      if (!write || !data) return fault(iova, 'msi', `a read of the interrupt window [${hx(this.msiStart)}, ${hx(this.msiStart + this.msiLength - 1n)}] is an unsupported request`);
-      if (length !== 4 || iova & 3n || iova < this.msiStart || last > this.msiStart + this.msiLength - 1n) {
-        return fault(iova, 'msi', `an interrupt request must be one aligned 4-byte write inside [${hx(this.msiStart)}, ${hx(this.msiStart + this.msiLength - 1n)}]`);
-      }
+    if (length && start <= this.#msiLast && last >= this.#msiFirst && (this.profile === 'vtd' || ctx.mode === 'translate' || ctx.mode === 'nested')) {
+      const window = `[${hx(this.msiStart)}, ${hx(this.msiStart + this.msiLength - 1n)}]`;
+      if (!write || !data) return fault(iova, 'msi', `a read of the interrupt window ${window} is an unsupported request`);
+      if (length !== 4 || start % 4 || start < this.#msiFirst || last > this.#msiLast) return fault(iova, 'msi', `an interrupt request must be one aligned 4-byte write inside ${window}`);
       const msg: MsiMessage = { unit: this.name, bdf: req.bdf, rid: req.rid, address: iova, data: new DataView(data.buffer, data.byteOffset, 4).getUint32(0, true), isolated: this.msiIsolated };
       this.#logMsi(msg);
       return msg;
     }
     if (ctx.mode === 'blocked') return fault(iova, 'blocked', `${req.bdf}${pasid ? ` PASID ${pasid}` : ''} is blocked (no translation programmed)`);
     if (!length) return [];
-    if (last >= MAX_NUMBER_ADDR) {
-      return fault(iova, ctx.mode === 'identity' ? 'bus-error' : 'aperture', `${hx(last)} is beyond the ${this.addressWidth}-bit input address width`);
+    if (last >= Number(MAX_NUMBER_ADDR)) {
+      return fault(iova, ctx.mode === 'identity' ? 'bus-error' : 'aperture', `[${hx(iova)}, +${hx(length)}) is beyond the ${this.addressWidth}-bit input address width`);
     }
     const segs: Segment[] = [];
     const dirty: number[] = [];
-    let a = Number(iova);
-    const end = a + length;
+    let a = start;
+    const end = start + length;
     const table = ctx.mode === 'translate' ? ctx.table : ctx.mode === 'nested' ? ctx.s2 : null;
     while (a < end) {
       const page = Math.floor(a / PAGE);
