@@ -271,6 +271,33 @@ describe('bind and attach refusals', () => {
   });
 });
 
+describe('fault injection', () => {
+  for (const profile of ['vtd', 'smmuv3'] as const) {
+    test(`${profile}: failing each allocation of an IOAS attach in turn leaves nothing behind`, () => {
+      const f = fixture({ profile });
+      const idev = deviceBind(f.ictx, f.p, f.dev);
+      // Fault the page in now: a pin that fails later legitimately leaves it faulted in.
+      ok(f.p.poke(f.buf, new Uint8Array([1])));
+      ok(map(f, f.buf, PAGE, IOVA));
+      const domain = f.dev.group!.domain;
+      let n = 1;
+      for (; n < 50; n++) {
+        const before = fullSnapshot(f.m);
+        f.p.setFailNth(n);
+        const errno = errnoOf(() => deviceAttach(idev, f.p, { id: f.ioas }));
+        f.p.setFailNth(0);
+        if (!errno) break;
+        assert.equal(fullSnapshot(f.m), before, `fail-nth ${n} left state behind`);
+        assert.equal(f.dev.group!.domain, domain);
+        check(f.m);
+      }
+      assert.ok(n > 2, 'the attach has several allocation sites');
+      check(f.m);
+      assert.ok(f.dev.dmaRead(IOVA, 4).ok);
+    });
+  }
+});
+
 describe('reserved regions', () => {
   test('VT-d: IOAS_MAP over the interrupt range after attach is EINVAL; kernel-chosen IOVAs avoid it', () => {
     const f = fixture();

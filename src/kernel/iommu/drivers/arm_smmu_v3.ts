@@ -35,6 +35,7 @@ import {
   type ResvRegion,
 } from '../core.js';
 import type { Machine } from '../../machine.js';
+import type { Process } from '../../process.js';
 import { HwDriverBase, PgtableDomain } from './common.js';
 
 const hx = (v: bigint): string => `0x${v.toString(16)}`;
@@ -136,15 +137,22 @@ export class ArmSmmuV3Driver extends HwDriverBase implements IommuDriver {
   }
 
   /** arm_smmu_domain_alloc_paging: finalised at once on the master's SMMU. */
-  domainAllocPaging(dev: Device): SmmuDomain {
-    return new SmmuDomain(this, this.info(dev).unit, 'unmanaged', false);
+  domainAllocPaging(dev: Device, task: Process | null = null): SmmuDomain {
+    return this.#alloc(dev, false, task);
   }
 
   /** arm_smmu_domain_alloc_user. */
-  domainAllocUser(dev: Device, flags: number, parent: IommuDomain | null, userData: IommuUserData | null): IommuDomain {
+  domainAllocUser(dev: Device, flags: number, parent: IommuDomain | null, userData: IommuUserData | null, task: Process | null = null): IommuDomain {
     if (flags & ~IOMMU_HWPT_ALLOC_DIRTY_TRACKING) fail(Errno.EOPNOTSUPP, `arm-smmu-v3 takes only IOMMU_HWPT_ALLOC_DIRTY_TRACKING, not flags 0x${flags.toString(16)}`);
     if (parent || userData) fail(Errno.EOPNOTSUPP, 'arm-smmu-v3 in 6.12 has no nested domains or driver data');
-    return new SmmuDomain(this, this.info(dev).unit, 'unmanaged', (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0);
+    return this.#alloc(dev, (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0, task);
+  }
+
+  /** arm_smmu_domain_alloc (its kzalloc is a fail-nth site) + arm_smmu_domain_finalise. */
+  #alloc(dev: Device, dirty: boolean, task: Process | null): SmmuDomain {
+    const unit = this.info(dev).unit;
+    if (this.machine.inject.shouldFail(task, 'slab')) fail(Errno.ENOMEM, 'allocating the arm_smmu_domain: fault injected (fail-nth)');
+    return new SmmuDomain(this, unit, 'unmanaged', dirty);
   }
 
   blockedDomain(): IommuDomain {

@@ -286,13 +286,15 @@ export class IntelIommuDriver extends HwDriverBase implements IommuDriver {
     };
   }
 
-  /** paging_domain_alloc(dev, false): a second-stage table sized by the device's unit. */
-  domainAllocPaging(dev: Device): IntelPagingDomain {
-    return new IntelPagingDomain(this, this.info(dev).unit, 'unmanaged');
+  /** paging_domain_alloc(dev, false): a second-stage table sized by the device's unit (its kzalloc is a fail-nth site). */
+  domainAllocPaging(dev: Device, task: Process | null = null): IntelPagingDomain {
+    const unit = this.info(dev).unit;
+    if (this.machine.inject.shouldFail(task, 'slab')) fail(Errno.ENOMEM, 'allocating the dmar_domain: fault injected (fail-nth)');
+    return new IntelPagingDomain(this, unit, 'unmanaged');
   }
 
   /** intel_iommu_domain_alloc_user, in its check order. */
-  domainAllocUser(dev: Device, flags: number, parent: IommuDomain | null, userData: IommuUserData | null): IommuDomain {
+  domainAllocUser(dev: Device, flags: number, parent: IommuDomain | null, userData: IommuUserData | null, task: Process | null = null): IommuDomain {
     const unit = this.info(dev).unit;
     const dirty = (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0;
     const nestParent = (flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0;
@@ -304,7 +306,7 @@ export class IntelIommuDriver extends HwDriverBase implements IommuDriver {
     if (nestParent && !unit.nesting) fail(Errno.EOPNOTSUPP, `${unit.name} has no nested translation (ECAP.NEST) for IOMMU_HWPT_ALLOC_NEST_PARENT`);
     if (userData) fail(Errno.EOPNOTSUPP, 'a VT-d paging domain takes no driver data');
     if (dirty && !unit.dirtyTracking) fail(Errno.EOPNOTSUPP, `${unit.name} has no second-stage dirty tracking (SSADS)`);
-    const d = this.domainAllocPaging(dev);
+    const d = this.domainAllocPaging(dev, task);
     d.nestedParent = nestParent;
     d.dirtyCapable = dirty;
     return d;
