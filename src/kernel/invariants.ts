@@ -6,6 +6,7 @@
  * - each IOMMU group's attached devices agree with its HWPT, and the group's DMA domain is the
  *   HWPT's domain while attached and its blocking domain while merely owned;
  * - every paging HWPT's domain is in its IOAS's io_pagetable (and nothing else is);
+ * - each PCI device's IOMMU context points at its group's current domain;
  * - areas of each IOAS are aligned, disjoint, backed by live pages, and clear of reserved ranges;
  * - every frame's pin count equals the pins all iopt_pages hold on it; every pinned frame is live;
  * - each user's locked_vm and each mm's locked_vm/pinned_vm equal what iopt_pages charged.
@@ -119,5 +120,7 @@ export function checkInvariants(m: Machine): string[] {
     if (mm.lockedVm !== (mmLocked.get(mm) ?? 0)) errs.push(`an mm's locked_vm is ${mm.lockedVm} pages, iopt_pages charged ${mmLocked.get(mm) ?? 0}`);
     if (mm.pinnedVm !== (mmPinned.get(mm) ?? 0)) errs.push(`an mm's pinned_vm is ${mm.pinnedVm} pages, iopt_pages pinned ${mmPinned.get(mm) ?? 0}`);
   }
+  // The IOMMU hardware translates each device through the domain its group is attached to.
+  errs.push(...m.iommu.checkHardware());
   return errs;
 }
