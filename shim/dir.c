@@ -61,7 +61,11 @@ static struct emu_dir *ours(DIR *d)
 	return e;
 }
 
-DIR *emu_opendir(const char *name)
+/*
+ * The whole answer of a LISTDIR or SYSFS_READ for path, in a malloc'ed buffer (*len bytes), asking
+ * again with a bigger buffer while the answer does not fit; NULL with errno on failure.
+ */
+static char *fetch(uint32_t op, const char *path, size_t *len)
 {
 	size_t cap = 4096;
 	for (;;) {
@@ -70,30 +74,37 @@ DIR *emu_opendir(const char *name)
 			errno = ENOMEM;
 			return NULL;
 		}
-		int64_t n = emu_rpc(EMU_LISTDIR, -1, -1, (uintptr_t)buf, cap, name, strlen(name));
-		if (n < 0) {
-			free(buf);
+		int64_t n = emu_rpc(op, -1, -1, (uintptr_t)buf, cap, path, strlen(path));
+		if (n >= 0 && (size_t)n <= cap) {
+			*len = n;
+			return buf;
+		}
+		free(buf);
+		if (n < 0)
 			return NULL;
-		}
-		if ((size_t)n > cap) {
-			free(buf);
-			cap = n;
-			continue;
-		}
-		struct emu_dir *e = calloc(1, sizeof(*e));
-		if (!e) {
-			free(buf);
-			errno = ENOMEM;
-			return NULL;
-		}
-		e->list = buf;
-		e->len = n;
-		pthread_mutex_lock(&dirs_lock);
-		e->next = dirs;
-		dirs = e;
-		pthread_mutex_unlock(&dirs_lock);
-		return (DIR *)e;
+		cap = n;
 	}
+}
+
+DIR *emu_opendir(const char *name)
+{
+	size_t len;
+	char *list = fetch(EMU_LISTDIR, name, &len);
+	if (!list)
+		return NULL;
+	struct emu_dir *e = calloc(1, sizeof(*e));
+	if (!e) {
+		free(list);
+		errno = ENOMEM;
+		return NULL;
+	}
+	e->list = list;
+	e->len = len;
+	pthread_mutex_lock(&dirs_lock);
+	e->next = dirs;
+	dirs = e;
+	pthread_mutex_unlock(&dirs_lock);
+	return (DIR *)e;
 }
 
 /* The next entry's type and name, or NULL at the end. */
@@ -201,37 +212,26 @@ int emulated_sysfs_path(const char *p)
  */
 int sysfs_open(const char *path, int flags)
 {
-	size_t cap = 4096;
+	size_t len;
+	char *text;
+	int fd;
+
 	if ((flags & O_ACCMODE) != O_RDONLY) {
 		errno = EACCES;
 		return -1;
 	}
-	for (;;) {
-		char *buf = malloc(cap);
-		if (!buf) {
-			errno = ENOMEM;
-			return -1;
-		}
-		int64_t n = emu_rpc(EMU_SYSFS_READ, -1, -1, (uintptr_t)buf, cap, path, strlen(path));
-		if (n < 0) {
-			free(buf);
-			return -1;
-		}
-		if ((size_t)n > cap) {
-			free(buf);
-			cap = n;
-			continue;
-		}
-		int fd = memfd_create("iommufd-emu-sysfs", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
-		if (fd < 0 || write(fd, buf, n) != n || lseek(fd, 0, SEEK_SET) != 0) {
-			int e = errno;
-			free(buf);
-			if (fd >= 0)
-				close(fd);
-			errno = e;
-			return -1;
-		}
-		free(buf);
-		return fd;
+	text = fetch(EMU_SYSFS_READ, path, &len);
+	if (!text)
+		return -1;
+	fd = memfd_create("iommufd-emu-sysfs", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+	if (fd < 0 || write(fd, text, len) != (ssize_t)len || lseek(fd, 0, SEEK_SET) != 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		free(text);
+		errno = e;
+		return -1;
 	}
+	free(text);
+	return fd;
 }

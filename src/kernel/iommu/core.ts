@@ -601,8 +601,3 @@ const PG = BigInt(PAGE_SIZE);
 function bitLength(v: bigint): number {
   return v.toString(2).length;
 }
-
-/** An error a driver op returned, as ERR_PTR would carry it. */
-export function isEinval(e: unknown): boolean {
-  return e instanceof KernelError && e.errno === Errno.EINVAL;
-}

@@ -8,7 +8,7 @@
 import { HwIommu, type HwIommuOptions } from '../../hw/iommu.js';
 import { PciDevice, type PciDeviceOptions } from '../../hw/pci.js';
 import type { Machine } from '../machine.js';
-import { type Device, IommuGroup } from './core.js';
+import { IommuGroup } from './core.js';
 import { ArmSmmuV3Driver, SmmuDomain } from './drivers/arm_smmu_v3.js';
 import { PgtableDomain } from './drivers/common.js';
 import { IntelIommuDriver, IntelNestedDomain } from './drivers/intel.js';
@@ -53,10 +53,6 @@ export class IommuSubsystem {
 
   groups(): IommuGroup[] {
     return [...this.#groups.values()].sort((a, b) => a.id - b.id);
-  }
-
-  devices(): Device[] {
-    return this.groups().flatMap((g) => g.devices);
   }
 
   /** A new IOMMU unit; named dmarN / smmuN by default. */

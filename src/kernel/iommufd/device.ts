@@ -132,11 +132,6 @@ export function deviceUnbind(idev: IommufdDevice): void {
   idev.ictx.removeKernel(idev, true);
 }
 
-/** iommufd_ctx_has_group. */
-export function ctxHasGroup(ictx: IommufdCtx, group: IommuGroup): boolean {
-  return ictx.objects().some((o) => o instanceof IommufdDevice && o.igroup.group === group);
-}
-
 /** iommufd_group_setup_msi: a software MSI window needs the domain's MSI cookie, once. */
 function groupSetupMsi(igroup: IommufdGroup, hwpt: HwptPaging): void {
   if (igroup.swMsiStart !== PHYS_ADDR_MAX && !hwpt.msiCookie) {
