@@ -15,6 +15,8 @@
 import { KernelError } from '../errno.js';
 import { Device, type IopfFault, IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE, IOMMU_FAULT_PAGE_REQUEST_PASID_VALID, reportDeviceFault } from '../kernel/iommu/core.js';
 import type { DmaFault, DmaReadResult, DmaWriteResult, HwIommu, MsiMessage } from './iommu.js';
+import { PciConfigSpace } from './pci_config.js';
+import type { BarAccessSize, PciDeviceModel, PciFunctionPort } from './pci_model.js';
 
 /** IOMMU_FAULT_PERM_READ / _WRITE. */
 const PERM_READ = 1 << 0;
@@ -53,6 +55,16 @@ export interface PciDeviceOptions {
   pri?: boolean;
   /** Faults and interrupts kept in the device's logs (default 256 each). */
   logSize?: number;
+  /** The device model behind the function (its identity overrides vendor/device/classCode). */
+  model?: PciDeviceModel;
+}
+
+/** Where the platform firmware placed the function: BAR addresses and the INTx line. */
+export interface PciPlacement {
+  /** Bus address of each BAR (0n: unimplemented or unassigned). */
+  readonly bars: readonly bigint[];
+  /** The host IRQ line the pin is routed to (PCI_INTERRUPT_LINE), 0 without a pin. */
+  readonly irqLine: number;
 }
 
 export interface Bdf {
@@ -85,8 +97,17 @@ export class PciDevice extends Device {
   readonly pasidWidth: number;
   readonly ats: boolean;
   readonly pri: boolean;
-  /** Configuration space header (type 0). */
-  readonly config = new Uint8Array(256);
+  /** Configuration space (256 bytes: a conventional PCI function), with the hardware's write rules. */
+  readonly cfg: PciConfigSpace;
+  /** The device model, if the function has one (DMA tests may drive a bare function). */
+  readonly model: PciDeviceModel | null;
+  /** Errors the model reported (what real hardware would hang or abort on), oldest first. */
+  readonly modelErrors: string[] = [];
+  /** The INTx level the function drives. */
+  intxLevel = false;
+  /** The host side of the INTx line and of MSI delivery (the machine's interrupt controller). */
+  onIntx: ((dev: PciDevice, level: boolean) => void) | null = null;
+  onMsi: ((dev: PciDevice, msi: MsiMessage) => void) | null = null;
   readonly faults: DmaFault[] = [];
   readonly msis: MsiMessage[] = [];
   /** Page requests sent, oldest first (bounded like the logs). */
@@ -102,19 +123,102 @@ export class PciDevice extends Device {
     this.busNr = a.bus;
     this.devfn = (a.dev << 3) | a.fn;
     this.rid = (a.bus << 8) | this.devfn;
-    this.vendor = opts.vendor ?? 0x1b36;
-    this.deviceId = opts.device ?? 0x0005;
-    this.classCode = opts.classCode ?? 0x00ff00;
+    this.vendor = opts.model?.vendor ?? opts.vendor ?? 0x1b36;
+    this.deviceId = opts.model?.device ?? opts.device ?? 0x0005;
+    this.classCode = opts.model?.classCode ?? opts.classCode ?? 0x00ff00;
     this.unit = unit;
     this.pasidWidth = opts.pasidWidth ?? 20;
     this.ats = opts.ats ?? true;
     this.pri = opts.pri ?? false;
     this.#logSize = opts.logSize ?? 256;
-    const dv = new DataView(this.config.buffer);
-    dv.setUint16(0x00, this.vendor, true);
-    dv.setUint16(0x02, this.deviceId, true);
-    dv.setUint8(0x09, this.classCode & 0xff);
-    dv.setUint16(0x0a, this.classCode >> 8, true);
+    this.model = opts.model ?? null;
+    this.cfg = new PciConfigSpace(this.model ?? { vendor: this.vendor, device: this.deviceId, classCode: this.classCode });
+  }
+
+  /** Configuration space bytes (the hardware's current values). */
+  get config(): Uint8Array {
+    return this.cfg.bytes;
+  }
+
+  /** The platform firmware's placement (BAR addresses, IRQ line), then the model's realize. */
+  place(p: PciPlacement): void {
+    this.cfg.place(p);
+    this.model?.realize(this.#port());
+  }
+
+  /** A memory access to BAR `bar` at `offset`: all-ones when memory decoding is off or nothing decodes it. */
+  barRead(bar: number, offset: number, size: BarAccessSize): bigint {
+    const all = (1n << BigInt(size * 8)) - 1n;
+    if (!this.model || !this.cfg.barDecodes(bar, offset, size)) return all;
+    return this.model.barRead(bar, offset, size) & all;
+  }
+
+  barWrite(bar: number, offset: number, size: BarAccessSize, value: bigint): void {
+    if (!this.model || !this.cfg.barDecodes(bar, offset, size)) return;
+    this.model.barWrite(bar, offset, size, value & ((1n << BigInt(size * 8)) - 1n));
+  }
+
+  /** A configuration write with the hardware's rules; MSI and INTx-disable changes take effect. */
+  configWrite(offset: number, size: 1 | 2 | 4, value: number): void {
+    const wasDisabled = this.cfg.intxDisabled;
+    this.cfg.write(offset, size, value);
+    if (wasDisabled && !this.cfg.intxDisabled && this.intxLevel) this.onIntx?.(this, true);
+  }
+
+  configRead(offset: number, size: 1 | 2 | 4): number {
+    return this.cfg.read(offset, size);
+  }
+
+  /** Function-level reset, when the model has it: config back to power-on, model reset. */
+  flr(): void {
+    this.cfg.reset();
+    this.intxLevel = false;
+    this.model?.reset?.();
+  }
+
+  #port(): PciFunctionPort {
+    const busError = (addr: bigint, write: boolean): DmaFault => ({
+      unit: this.unit.name, bdf: this.bdf, rid: this.rid, iova: addr, pasid: null, write, reason: 'bus-error',
+      detail: 'bus mastering is disabled in the COMMAND register',
+    });
+    return {
+      bdf: this.bdf,
+      dmaRead: (addr, length) => {
+        if (!this.cfg.busMaster) return { ok: false, fault: this.#logged(busError(addr, false)) };
+        const r = this.dmaRead(addr, length);
+        return r.ok ? r : { ok: false, fault: r.fault };
+      },
+      dmaWrite: (addr, bytes) => {
+        if (!this.cfg.busMaster) return { ok: false, fault: this.#logged(busError(addr, true)) };
+        const r = this.dmaWrite(addr, bytes);
+        return r.ok ? { ok: true } : { ok: false, fault: r.fault };
+      },
+      setIrq: (level) => {
+        if (!this.cfg.interruptPin) return;
+        this.intxLevel = level;
+        this.cfg.setInterruptStatus(level);
+        if (!this.cfg.intxDisabled) this.onIntx?.(this, level);
+      },
+      msiEnabled: () => this.cfg.msiEnabled,
+      msiNotify: (n) => {
+        const m = this.cfg.msiMessage(n);
+        if (!m) return;
+        const data = new Uint8Array(4);
+        new DataView(data.buffer).setUint32(0, m.data, true);
+        // An MSI is a posted memory write: it goes through the IOMMU like any DMA (and needs bus mastering).
+        if (!this.cfg.busMaster) return;
+        this.dmaWrite(m.address, data);
+      },
+      reportError: (message) => {
+        this.modelErrors.push(message);
+        if (this.modelErrors.length > this.#logSize) this.modelErrors.shift();
+      },
+    };
+  }
+
+  #logged(f: DmaFault): DmaFault {
+    this.#logFault(f);
+    return f;
   }
 
   /** PASIDs the device may use: its capability and its IOMMU's, whichever is smaller (0 before probe). */
@@ -141,6 +245,7 @@ export class PciDevice extends Device {
     if (r.msi) {
       this.msis.push(r.msi);
       if (this.msis.length > this.#logSize) this.msis.shift();
+      this.onMsi?.(this, r.msi);
     }
     return r;
   }

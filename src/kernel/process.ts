@@ -8,6 +8,7 @@
 import { Errno, KernelError, fail } from '../errno.js';
 import type { Machine, UserStruct } from './machine.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, type Mm, PROT_READ, PROT_WRITE } from './mm/mm.js';
+import { type EventfdCtx, eventfdFile } from './eventfd.js';
 import { procOpen } from './procfs.js';
 import { sysfsList, sysfsOpen, sysfsText } from './sysfs.js';
 import { copyToUser } from './uaccess.js';
@@ -83,6 +84,17 @@ export class Process {
   capable(cap: number): boolean {
     return this.cred.caps.has(cap);
   }
+
+  /** Whether `fd` is open in the emulated fd table. */
+  hasFd(fd: number): boolean {
+    return Number.isInteger(fd) && fd >= 0 && !!this.#fds[fd];
+  }
+
+  /**
+   * Through the daemon: the client's own eventfd at `fd` (not an emulated file), or EBADF/EINVAL.
+   * In-process there is none; eventfds are emulated files.
+   */
+  remoteEventfd: ((fd: number) => EventfdCtx) | null = null;
 
   /** fget: the file behind `fd`, or EBADF. */
   fget(fd: number): File {
@@ -220,6 +232,19 @@ export class Process {
   #fillUser(bytes: Uint8Array, buf: bigint, size: number, what: string): number {
     if (bytes.length <= size) copyToUser(this, buf, bytes, what);
     return bytes.length;
+  }
+
+  /** eventfd(2): a counter file, at the lowest free fd. */
+  eventfd(initval = 0, flags = 0): SysResult {
+    return this.#sys('eventfd', { initval, flags }, () => {
+      const file = eventfdFile(initval, flags);
+      try {
+        return this.installFd(file);
+      } catch (e) {
+        file.put();
+        throw e;
+      }
+    });
   }
 
   /** dup2: `newfd` refers to `oldfd`'s file afterwards; what `newfd` held is closed. */

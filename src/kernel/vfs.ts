@@ -26,6 +26,8 @@ export interface FileOperations {
   read?(file: File, task: Process, buf: bigint, count: number): number;
   write?(file: File, task: Process, buf: bigint, count: number): number;
   poll?(file: File, task: Process): number;
+  /** mmap of the file at byte `offset`; returns the user address of the new mapping. */
+  mmap?(file: File, task: Process, addr: bigint, length: bigint, prot: number, flags: number, offset: bigint): bigint;
   release?(file: File): void;
 }
 

@@ -212,3 +212,29 @@ export function iommufdVfioIoctl(ictx: IommufdCtx, task: Process, cmd: number, a
   }
 }
 
+
+/**
+ * iommufd_vfio_compat_ioas_create: the VFIO group code's compat IOAS, made unless one exists
+ * (the new object's ID is taken and given back then). It counts as a user object: destroyable,
+ * and gone with the context.
+ */
+export function compatIoasCreate(ictx: IommufdCtx, task: Process): void {
+  const ioas = ictx.alloc(task, new IommufdIoas(ictx));
+  if (ictx.vfioIoas instanceof IommufdIoas) {
+    ictx.abortObject(ioas);
+    return;
+  }
+  ictx.vfioIoas = ioas;
+  ictx.finalize(ioas);
+}
+
+/** iommufd_vfio_compat_set_no_iommu: only a context without a compat IOAS. */
+export function compatSetNoIommu(ictx: IommufdCtx): void {
+  if (ictx.vfioIoas) fail(Errno.EINVAL, 'this iommufd already has a compat IOAS; it cannot serve a noiommu group');
+  ictx.noIommuMode = true;
+}
+
+/** iommufd_vfio_compat_ioas_get_id. */
+export function compatIoasGetId(ictx: IommufdCtx): number {
+  return compatIoas(ictx).id;
+}
