@@ -14,6 +14,8 @@ import type { HwIommu, HwIommuOptions } from '../hw/iommu.js';
 import type { PciDevice } from '../hw/pci.js';
 import { type AddPciDeviceOptions, IommuSubsystem } from './iommu/subsystem.js';
 import { DeviceRegistry, File, type FileOperations, O_RDONLY, O_WRONLY } from './vfs.js';
+import { IrqController } from './irq.js';
+import { type VfioOptions, VfioModule } from './vfio/vfio_main.js';
 
 /** /dev/null: reads end at once, writes vanish. Fds 0-2 of every spawned process point here. */
 const NULL_FOPS: FileOperations = { name: 'null', read: () => 0, write: (_f, _t, _b, count) => count };
@@ -28,6 +30,8 @@ export interface UserStruct {
 export interface MachineOptions {
   /** Huge pages in the pool (vm.nr_hugepages). Default 64, as on the oracle. */
   hugePages?: number;
+  /** VFIO: who provides /dev/vfio/vfio, and noiommu mode. */
+  vfio?: VfioOptions;
 }
 
 export interface SpawnOptions {
@@ -57,6 +61,9 @@ export class Machine {
   /** IOMMU groups, IOMMU units and the devices behind them. */
   readonly iommu = new IommuSubsystem(this);
   readonly iommufd: IommufdModule;
+  /** The host interrupt controller (MSI vectors, INTx lines). */
+  readonly irq = new IrqController();
+  readonly vfio: VfioModule;
   readonly #users = new Map<number, UserStruct>();
   readonly #procs = new Map<number, Process>();
   readonly #ioctlNames = new Map<number, string>();
@@ -65,6 +72,7 @@ export class Machine {
   constructor(opts: MachineOptions = {}) {
     this.hugePool = { free: opts.hugePages ?? 64 };
     this.iommufd = new IommufdModule(this);
+    this.vfio = new VfioModule(this, opts.vfio);
     this.devices.register('/dev/null', {
       major: 1,
       minor: 3,

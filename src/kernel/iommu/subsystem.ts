@@ -25,6 +25,10 @@ export class IommuSubsystem {
   readonly #groups = new Map<number, IommuGroup>();
   readonly #units: HwIommu[] = [];
   readonly #pci = new Map<string, PciDevice>();
+  /** The firmware's next free 32-bit memory, 64-bit memory and I/O addresses for BARs. */
+  #mem32 = 0xfea00000n;
+  #mem64 = 0x8000000000n;
+  #io = 0xc000n;
   #intel: IntelIommuDriver | null = null;
   #smmu: ArmSmmuV3Driver | null = null;
 
@@ -101,7 +105,37 @@ export class IommuSubsystem {
     const maxPasids = dev.pasidWidth ? Math.min(2 ** dev.pasidWidth, unit.maxPasids) : 0;
     group.addDevice(dev, driver, { maxPasids, msiIsolated: unit.msiIsolated });
     this.#pci.set(dev.bdf, dev);
+    this.#place(dev);
     return dev;
+  }
+
+  /** What the firmware does before the OS boots: BAR addresses, the INTx line, the interrupt controller. */
+  #place(dev: PciDevice): void {
+    const bars: bigint[] = [];
+    for (const b of dev.cfg.barSpecs) {
+      if (!b) {
+        bars.push(0n);
+        continue;
+      }
+      const size = BigInt(b.size);
+      const align = (v: bigint): bigint => ((v + size - 1n) / size) * size;
+      if (b.type === 'io') {
+        this.#io = align(this.#io);
+        bars.push(this.#io);
+        this.#io += size;
+      } else if (b.type === 'mem64') {
+        this.#mem64 = align(this.#mem64);
+        bars.push(this.#mem64);
+        this.#mem64 += size;
+      } else {
+        this.#mem32 = align(this.#mem32);
+        bars.push(this.#mem32);
+        this.#mem32 += size;
+      }
+    }
+    // QEMU's q35 routes the PCI INTx pins of the devices the oracle has to IRQ 10/11; every device gets 11 here.
+    dev.place({ bars, irqLine: 11 });
+    this.#machine.irq.connect(dev);
   }
 
   pciDevice(bdf: string): PciDevice | undefined {

@@ -118,7 +118,7 @@ export class VfioContainerModule {
   #setIommu(c: VfioContainer, arg: bigint, task: Process): number {
     if (!c.groups.length) fail(Errno.EINVAL, 'VFIO_SET_IOMMU: the container has no groups (VFIO_GROUP_SET_CONTAINER first)');
     if (c.iommuDriver) fail(Errno.EINVAL, `VFIO_SET_IOMMU: the container already uses ${c.iommuDriver.name}`);
-    let err: unknown = null;
+    let err: Error | null = null;
     for (const d of this.#allDrivers()) {
       if (!this.#allowed(c, d)) continue;
       if (d.ioctl(null, VFIO_CHECK_EXTENSION, arg, task) <= 0) continue;
@@ -126,7 +126,7 @@ export class VfioContainerModule {
       try {
         data = d.open(arg, task);
       } catch (e) {
-        err = e;
+        err = e as Error;
         continue;
       }
       const done: VfioGroup[] = [];
@@ -138,7 +138,7 @@ export class VfioContainerModule {
       } catch (e) {
         for (const g of done.reverse()) d.detachGroup(data, g.iommuGroup);
         d.release(data);
-        err = e;
+        err = e as Error;
         continue;
       }
       c.iommuDriver = d;

@@ -40,6 +40,7 @@ import {
 import { vfioDfIoctlAttachPt, vfioDfIoctlBindIommufd, vfioDfIoctlDetachPt, vfioDfUnbindIommufd } from './device_cdev.js';
 import { VfioContainerModule } from './container.js';
 import { vfioDfGroupClose, VfioGroupModule } from './group.js';
+import { VfioPciDriver } from './pci/vfio_pci.js';
 import { VfioDevice, VfioDeviceFile, type VfioDeviceOps, VfioDeviceSet, type VfioGroup } from './vfio.js';
 
 /** The dynamic char majors 6.12 got on the oracle: groups ("vfio") and device cdevs ("vfio-dev"). */
@@ -59,6 +60,8 @@ export class VfioModule {
   readonly containerKind: 'legacy' | 'iommufd';
   readonly groups: VfioGroupModule;
   readonly containers: VfioContainerModule;
+  /** The vfio-pci driver. */
+  readonly pci: VfioPciDriver;
   readonly #devices = new Map<number, VfioDevice>();
   readonly deviceFops: FileOperations;
 
@@ -68,6 +71,7 @@ export class VfioModule {
     this.containerKind = opts.container ?? 'legacy';
     this.groups = new VfioGroupModule(this);
     this.containers = new VfioContainerModule(this);
+    this.pci = new VfioPciDriver(this);
     this.deviceFops = {
       name: 'vfio-device',
       seekable: true,
@@ -215,9 +219,9 @@ export class VfioModule {
   #rw(file: File, task: Process, buf: bigint, count: number, write: boolean): number {
     const df = file.priv as VfioDeviceFile;
     if (!df.accessGranted) fail(Errno.EINVAL, `${df.device.name}: not bound to an iommufd yet (VFIO_DEVICE_BIND_IOMMUFD first)`);
-    const op = write ? df.device.ops.write : df.device.ops.read;
-    if (!op) fail(Errno.EINVAL, `${df.device.ops.name} devices cannot be ${write ? 'written' : 'read'}`);
-    const n = op.call(df.device.ops, df.device, task, buf, count, file.pos);
+    const ops = df.device.ops;
+    if (!(write ? 'write' in ops : 'read' in ops)) fail(Errno.EINVAL, `${ops.name} devices cannot be ${write ? 'written' : 'read'}`);
+    const n = write ? ops.write!(df.device, task, buf, count, file.pos) : ops.read!(df.device, task, buf, count, file.pos);
     file.pos += n;
     return n;
   }

@@ -1,0 +1,30 @@
+/**
+ * The built-in machine: the oracle's `-v` guest (QEMU q35 with an Intel VT-d IOMMU and the edu
+ * device bound to vfio-pci). The same PCI functions sit at the same addresses, so IOMMU groups get
+ * the same numbers: the edu device is 0000:00:03.0 in group 3, /dev/vfio/3, and its cdev is
+ * /dev/vfio/devices/vfio0. The other functions (host bridge, VGA, NIC, the ICH9 LPC/SATA/SMBus
+ * trio sharing group 4) have no models; they are bound to their kernel drivers, which keeps their
+ * groups out of user hands as on the real guest.
+ */
+
+import { EduDevice } from '../hw/edu.js';
+import { Machine, type MachineOptions } from './machine.js';
+
+export function createDefaultMachine(opts: MachineOptions = {}): Machine {
+  const m = new Machine(opts);
+  const iommu = m.addIommu({ profile: 'vtd' });
+  const fn = (bdf: string, vendor: number, device: number, classCode: number, driver: string | null, group?: Parameters<Machine['addPciDevice']>[0]['group']) => {
+    const d = m.addPciDevice({ bdf, iommu, vendor, device, classCode, ...(group ? { group } : {}) });
+    if (driver) d.bindDriver(driver, false);
+    return d;
+  };
+  fn('0000:00:00.0', 0x8086, 0x29c0, 0x060000, null);
+  fn('0000:00:01.0', 0x1234, 0x1111, 0x030000, 'bochs-drm');
+  fn('0000:00:02.0', 0x8086, 0x10d3, 0x020000, 'e1000e');
+  const edu = m.addPciDevice({ bdf: '0000:00:03.0', iommu, model: new EduDevice() });
+  m.vfio.pci.bind(edu);
+  const lpc = fn('0000:00:1f.0', 0x8086, 0x2918, 0x060100, 'lpc_ich');
+  fn('0000:00:1f.2', 0x8086, 0x2922, 0x010601, 'ahci', lpc);
+  fn('0000:00:1f.3', 0x8086, 0x2930, 0x0c0500, 'i801_smbus', lpc);
+  return m;
+}
