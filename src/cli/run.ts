@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { constants } from 'node:os';
-import { Machine } from '../kernel/machine.js';
+import { createDefaultMachine } from '../kernel/default_machine.js';
 import { Daemon, defaultSocketPath } from '../server/daemon.js';
 import { makeDebugfs } from '../server/debugfs.js';
 
@@ -42,7 +42,7 @@ export async function runProgram(argv: string[]): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'iommufd-emu-'));
   const sock = join(dir, 'sock');
   const debugfs = makeDebugfs(join(dir, 'debugfs'));
-  const daemon = new Daemon(new Machine(), { identity: opts.includes('--root') ? 'root' : 'real' });
+  const daemon = new Daemon(createDefaultMachine(), { identity: opts.includes('--root') ? 'root' : 'real' });
   await daemon.listen(sock);
   try {
     const preload = [shim, process.env.LD_PRELOAD].filter(Boolean).join(':');
@@ -66,7 +66,7 @@ export async function runProgram(argv: string[]): Promise<number> {
 export async function serve(argv: string[]): Promise<number> {
   const i = argv.indexOf('--socket');
   const path = i >= 0 && argv[i + 1] ? argv[i + 1]! : defaultSocketPath();
-  const daemon = new Daemon(new Machine());
+  const daemon = new Daemon(createDefaultMachine());
   await daemon.listen(path);
   const debugfs = makeDebugfs(join(dirname(path), 'debugfs'));
   process.stdout.write(
