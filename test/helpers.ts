@@ -43,8 +43,8 @@ export function rng(seed: number): () => number {
 }
 
 /** A machine that fails the test the moment any call leaves it inconsistent. */
-export function checkedMachine(opts: MachineOptions = {}): Machine {
-  const m = new Machine(opts);
+export function checkedMachine(opts: MachineOptions = {}, make: (opts: MachineOptions) => Machine = (o) => new Machine(o)): Machine {
+  const m = make(opts);
   m.tracer.subscribe((e) => {
     const errs = checkInvariants(m);
     if (errs.length) assert.fail(`invariants broken after ${e.call}${e.what ? ` ${e.what}` : ''} (seq ${e.seq}):\n${errs.join('\n')}`);

@@ -45,9 +45,7 @@ function call<F extends FieldMap>(p: Process, fd: number, cmd: number, schema: S
 const CONFIG = 7n << 40n;
 
 function machine() {
-  const m = createDefaultMachine();
-  // The same invariant checking as checkedMachine, on the built-in machine.
-  void checkedMachine;
+  const m = checkedMachine({}, createDefaultMachine);
   const p = m.spawn();
   return { m, p };
 }

@@ -171,7 +171,6 @@ export class VfioGroupModule {
       this.#vfio.containers.attachGroup(container, group, task);
       return 0;
     }
-    if (f.ops !== this.#vfio.machine.iommufd.fops) fail(Errno.EBADFD, `fd ${fd} (${f.path}) is neither a VFIO container nor an iommufd`);
     const ictx = this.#vfio.machine.iommufd.ctxFromFile(f);
     if (group.type === 'noiommu') compatSetNoIommu(ictx);
     else compatIoasCreate(ictx, task);

@@ -220,8 +220,8 @@ export class VfioModule {
     const df = file.priv as VfioDeviceFile;
     if (!df.accessGranted) fail(Errno.EINVAL, `${df.device.name}: not bound to an iommufd yet (VFIO_DEVICE_BIND_IOMMUFD first)`);
     const ops = df.device.ops;
-    if (!(write ? 'write' in ops : 'read' in ops)) fail(Errno.EINVAL, `${ops.name} devices cannot be ${write ? 'written' : 'read'}`);
-    const n = write ? ops.write!(df.device, task, buf, count, file.pos) : ops.read!(df.device, task, buf, count, file.pos);
+    const n = write ? ops.write?.(df.device, task, buf, count, file.pos) : ops.read?.(df.device, task, buf, count, file.pos);
+    if (n === undefined) return fail(Errno.EINVAL, `${ops.name} devices cannot be ${write ? 'written' : 'read'}`);
     file.pos += n;
     return n;
   }
