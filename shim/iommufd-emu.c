@@ -145,52 +145,93 @@ static int high_fd(int fd)
 	return h;
 }
 
+/* Read and drop `n` bytes of a response payload. */
+static int skip_bytes(int s, uint32_t n)
+{
+	char skip[256];
+
+	while (n) {
+		uint32_t k = n < sizeof(skip) ? n : sizeof(skip);
+		if (full_io(s, skip, k, 0))
+			return -1;
+		n -= k;
+	}
+	return 0;
+}
+
 /*
- * One round trip; lock held by the caller. Returns ret, or -1 with errno on failure; the
- * response's flags go to *flags when asked for.
+ * The eventfds a response asks to pin (EMU_RESP_PINS): pins them and starts the notify
+ * connection. Returns the payload bytes consumed, or -1.
  */
-static int64_t rpc_locked(uint32_t op, int fd, int fd2, uint64_t a0, uint64_t a1, uint64_t a2,
-			  const void *payload, uint32_t plen, uint32_t *flags)
+static int64_t take_pins(int s, uint32_t avail)
+{
+	uint32_t n, i;
+
+	if (avail < sizeof(n) || full_io(s, &n, sizeof(n), 0) || avail - sizeof(n) < (uint64_t)n * 4)
+		return -1;
+	for (i = 0; i < n; i++) {
+		int32_t fd;
+		if (full_io(s, &fd, sizeof(fd), 0))
+			return -1;
+		notify_pin(fd);
+	}
+	if (n && notify_start())
+		fprintf(stderr, "iommufd-emu: no notify connection, eventfds will not be signalled: %s\n",
+			strerror(errno));
+	return sizeof(n) + (uint64_t)n * 4;
+}
+
+/*
+ * One round trip on connection s (the process's socket: its lock held by the caller). Returns
+ * ret, or -1 with errno on failure; the response's flags go to *flags when asked for.
+ */
+static int64_t rpc_on(int s, uint32_t op, int fd, int fd2, uint64_t a0, uint64_t a1, uint64_t a2,
+		      const void *payload, uint32_t plen, uint32_t *flags)
 {
 	struct emu_req req = { .len = sizeof(req) + plen, .op = op, .fd = fd, .fd2 = fd2,
 			       .a0 = a0, .a1 = a1, .a2 = a2 };
 	struct emu_resp resp;
 	char reason[sizeof(last_reason)];
+	uint32_t rl;
 
-	if (full_io(sock, &req, sizeof(req), 1) || (plen && full_io(sock, (void *)payload, plen, 1)) ||
-	    full_io(sock, &resp, sizeof(resp), 0)) {
-		errno = EIO;
-		return -1;
+	if (full_io(s, &req, sizeof(req), 1) || (plen && full_io(s, (void *)payload, plen, 1)) ||
+	    full_io(s, &resp, sizeof(resp), 0) || resp.len < sizeof(resp))
+		goto broken;
+	rl = resp.len - sizeof(resp);
+	if (resp.flags & EMU_RESP_PINS) {
+		int64_t used = take_pins(s, rl);
+		if (used < 0)
+			goto broken;
+		rl -= used;
 	}
-	if (resp.len > sizeof(resp)) {
-		uint32_t rl = resp.len - sizeof(resp);
-		char skip[256];
+	if (rl) {
 		uint32_t keep = rl < sizeof(reason) - 1 ? rl : sizeof(reason) - 1;
-		if (full_io(sock, reason, keep, 0)) {
-			errno = EIO;
-			return -1;
-		}
+		if (full_io(s, reason, keep, 0) || skip_bytes(s, rl - keep))
+			goto broken;
 		reason[keep] = 0;
-		for (rl -= keep; rl;) {
-			uint32_t n = rl < sizeof(skip) ? rl : sizeof(skip);
-			if (full_io(sock, skip, n, 0)) {
-				errno = EIO;
-				return -1;
-			}
-			rl -= n;
-		}
 		memcpy(last_reason, reason, keep + 1);
 		if (getenv("IOMMUFD_EMU_VERBOSE"))
 			fprintf(stderr, "iommufd-emu: %s\n", last_reason);
 	}
+	if (resp.flags & EMU_RESP_SYNC)
+		notify_wait(resp.seq);
 	if (flags)
 		*flags = resp.flags;
 	if (resp.ret < 0)
 		errno = resp.err;
 	return resp.ret;
+broken:
+	errno = EIO;
+	return -1;
 }
 
-static int connect_daemon(uint32_t op, uint64_t a0, uint64_t a1)
+static int64_t rpc_locked(uint32_t op, int fd, int fd2, uint64_t a0, uint64_t a1, uint64_t a2,
+			  const void *payload, uint32_t plen, uint32_t *flags)
+{
+	return rpc_on(sock, op, fd, fd2, a0, a1, a2, payload, plen, flags);
+}
+
+int emu_socket(uint32_t op, uint64_t a0, uint64_t a1)
 {
 	const char *path = getenv("IOMMUFD_EMU_SOCKET");
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -198,6 +239,7 @@ static int connect_daemon(uint32_t op, uint64_t a0, uint64_t a1)
 	socklen_t plen = sizeof(peer);
 	int s;
 
+	resolve_close();
 	if (!path || strlen(path) >= sizeof(sa.sun_path)) {
 		errno = ENOENT;
 		return -1;
@@ -208,7 +250,6 @@ static int connect_daemon(uint32_t op, uint64_t a0, uint64_t a1)
 		return -1;
 	if (connect(s, (struct sockaddr *)&sa, sizeof(sa))) {
 		int e = errno;
-		resolve_close();
 		real_close(s);
 		errno = e;
 		return -1;
@@ -216,14 +257,23 @@ static int connect_daemon(uint32_t op, uint64_t a0, uint64_t a1)
 	/* Let the daemon open /proc/PID/mem under Yama's ptrace_scope=1. */
 	if (!getsockopt(s, SOL_SOCKET, SO_PEERCRED, &peer, &plen))
 		prctl(PR_SET_PTRACER, peer.pid, 0, 0, 0);
-	sock = high_fd(s);
-	if (rpc_locked(op, -1, -1, a0, a1, 0, NULL, 0, NULL) < 0) {
+	s = high_fd(s);
+	if (rpc_on(s, op, -1, -1, a0, a1, 0, NULL, 0, NULL) < 0) {
 		int e = errno;
-		real_close(sock);
-		sock = -1;
+		real_close(s);
 		errno = e;
 		return -1;
 	}
+	return s;
+}
+
+static int connect_daemon(uint32_t op, uint64_t a0, uint64_t a1)
+{
+	int s = emu_socket(op, a0, a1);
+
+	if (s < 0)
+		return -1;
+	sock = s;
 	return 0;
 }
 
@@ -614,6 +664,7 @@ pid_t fork(void)
 	if (pid == 0) {
 		real_close(sock);
 		sock = -1;
+		notify_forked_child();
 		if (token > 0 && connect_daemon(EMU_FORK_CHILD, token, getpid()))
 			fprintf(stderr, "iommufd-emu: forked child %d could not reach the daemon: %s\n",
 				getpid(), strerror(errno));

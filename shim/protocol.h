@@ -24,6 +24,24 @@ enum {
 	EMU_FSTAT = 18,
 	EMU_LISTDIR = 19,
 	EMU_SYSFS_READ = 20,
+	EMU_NOTIFY = 21,
+};
+
+/*
+ * NOTIFY (a0 = pid) opens a process's notify connection (notify.c): after its response the daemon
+ * only sends notes on it, each a struct emu_note. SIGNAL adds 1 to the eventfd pinned as `token`;
+ * PUT drops that pin. `seq` counts the process's notes from 1.
+ */
+enum {
+	EMU_NOTE_SIGNAL = 1,
+	EMU_NOTE_PUT = 2,
+};
+
+struct emu_note {
+	uint32_t op;
+	uint32_t token;
+	uint32_t seq;
+	uint32_t pad;
 };
 
 /*
@@ -47,6 +65,13 @@ enum {
 enum {
 	/* The call made a new file and installed it at the spare fd the request offered (fd2). */
 	EMU_RESP_SPARE_USED = 1 << 0,
+	/*
+	 * The payload starts with u32 n and n i32 fds (before the reason): eventfds of the process the
+	 * call took references to. Each is pinned and becomes the process's next token.
+	 */
+	EMU_RESP_PINS = 1 << 1,
+	/* The call emitted notes for this process: apply those up to `seq` before returning. */
+	EMU_RESP_SYNC = 1 << 2,
 };
 
 struct emu_req {
@@ -64,9 +89,10 @@ struct emu_resp {
 	uint32_t flags;
 	int64_t ret;
 	int32_t err;
-	uint32_t pad2;
+	uint32_t seq;
 };
 
 _Static_assert(sizeof(struct emu_req) == 40, "request header is 40 bytes");
 _Static_assert(sizeof(struct emu_resp) == 24, "response header is 24 bytes");
+_Static_assert(sizeof(struct emu_note) == 16, "a note is 16 bytes");
 #endif

@@ -26,6 +26,17 @@ SHIM_INTERNAL int emu_connected(void);
 SHIM_INTERNAL int64_t emu_rpc(uint32_t op, int fd, int fd2, uint64_t a0, uint64_t a1, const void *payload,
 	    uint32_t plen);
 
+/* A new connection to the daemon that has said `op` (HELLO-like: a0, a1): its fd, or -1. */
+SHIM_INTERNAL int emu_socket(uint32_t op, uint64_t a0, uint64_t a1);
+/* notify.c: pin one of the process's eventfds as its next token. */
+SHIM_INTERNAL void notify_pin(int fd);
+/* notify.c: open the notify connection and start its thread, once. 0 or -1 with errno. */
+SHIM_INTERNAL int notify_start(void);
+/* notify.c: wait until the notes up to seq are applied. */
+SHIM_INTERNAL void notify_wait(uint64_t seq);
+/* notify.c: in a forked child, forget the parent's pins and notify connection. */
+SHIM_INTERNAL void notify_forked_child(void);
+
 /* Whether fd is an emulated file (the read end of the pipe standing in for it). */
 SHIM_INTERNAL int is_emulated(int fd);
 /* Whether open() of the absolute path p goes to the daemon (/dev/iommu, /dev/vfio/..., fail-nth). */

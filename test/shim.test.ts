@@ -24,7 +24,7 @@ let work = '';
 function cc(src: string, name: string): string {
   const inc = join(work, 'include', 'linux');
   mkdirSync(inc, { recursive: true });
-  copyFileSync(join(root, '.cache', 'linux-6.12', 'include', 'uapi', 'linux', 'iommufd.h'), join(inc, 'iommufd.h'));
+  for (const h of ['iommufd.h', 'vfio.h']) copyFileSync(join(root, '.cache', 'linux-6.12', 'include', 'uapi', 'linux', h), join(inc, h));
   const out = join(work, name);
   execFileSync('cc', ['-O2', '-D__user=', '-I', join(work, 'include'), '-o', out, src]);
   return out;
@@ -52,6 +52,21 @@ describe('iommufd-emu run', () => {
     const r = await run(['run', '--', prog]);
     assert.equal(r.code, 0, r.err);
     assert.equal(r.out, readFileSync(join(root, 'examples', 'ioas_basic.expected'), 'utf8'));
+  });
+
+  test('examples/edu_driver.c drives the edu device (bind, attach, DMA both ways, MSI on an eventfd) exactly as on the oracle', async () => {
+    const prog = cc(join(root, 'examples', 'edu_driver.c'), 'edu_driver');
+    const r = await run(['run', '--', prog]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out, readFileSync(join(root, 'examples', 'edu_driver.expected'), 'utf8'));
+  });
+
+  test('MSIs reach the program\'s own eventfds: EBADF/EINVAL refusals, at once after the BAR write, from a forked child, references dropped on disable and close', async () => {
+    const prog = cc(join(root, 'test', 'progs', 'edu_irqs.c'), 'edu_irqs');
+    const r = await run(['run', '--', prog]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.err, '');
+    assert.equal(r.out, readFileSync(join(root, 'test', 'progs', 'edu_irqs.expected'), 'utf8'));
   });
 
   test('a forked child shares the iommufd: objects it makes are the parent\'s too', async () => {

@@ -14,13 +14,14 @@
  * picks. The process's `fdSource` hands it out; the response says whether it was installed.
  */
 
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
 import { dirname } from 'node:path';
 import { Errno, KernelError, fail } from '../errno.js';
+import type { EventfdCtx } from '../kernel/eventfd.js';
 import type { Machine } from '../kernel/machine.js';
 import { CAP_LAST_CAP, type Process, RLIM_INFINITY, type SysResult } from '../kernel/process.js';
-import { Op, type Request, RespFlag, encodeResponse, packStatNode, parseRequests } from './protocol.js';
+import { Note, Op, type Request, RespFlag, encodeNote, encodeResponse, packStatNode, parseRequests } from './protocol.js';
 import { type HugeRange, RemoteMm } from './remote_mm.js';
 
 interface Client {
@@ -30,7 +31,23 @@ interface Client {
   spare: number;
   /** The spare fd handed to the kernel during the current request (-1: none). */
   spareTaken: number;
+  /** The client's eventfds the current request took references to: pinned by the shim. */
+  pinsOut: number[];
+  /** Pin tokens handed out so far (the shim numbers its pins the same way). */
+  pins: number;
+  /** The notify connection, once the shim opened it; notes wait in `notes` until then. */
+  notify: Socket | null;
+  notes: Buffer[];
+  noteSeq: number;
+  /** The last note emitted for this client while serving its own current request (0: none). */
+  syncSeq: number;
+  /** For a notify connection: the client it notifies. */
+  notifyOf: Client | null;
+  gone: boolean;
 }
+
+/** Notes kept for a client whose notify connection never came (its shim said why on stderr). */
+const MAX_QUEUED_NOTES = 4096;
 
 export interface DaemonOptions {
   /**
@@ -69,6 +86,9 @@ export class Daemon {
   #nextToken = 1;
   readonly #sockets = new Set<Socket>();
   readonly #identity: 'real' | 'root';
+  readonly #clients = new Set<Client>();
+  /** The client whose request is being served. */
+  #current: Client | null = null;
 
   constructor(machine: Machine, opts: DaemonOptions = {}) {
     this.machine = machine;
@@ -103,9 +123,15 @@ export class Daemon {
 
   #accept(sock: Socket): void {
     this.#sockets.add(sock);
-    const client: Client = { proc: null, mm: null, spare: -1, spareTaken: -1 };
+    const client: Client = { proc: null, mm: null, spare: -1, spareTaken: -1, pinsOut: [], pins: 0, notify: null, notes: [], noteSeq: 0, syncSeq: 0, notifyOf: null, gone: false };
+    this.#clients.add(client);
     let pending: Buffer = Buffer.alloc(0);
     sock.on('data', (chunk: Buffer) => {
+      if (client.notifyOf) {
+        // A notify connection only listens.
+        sock.destroy();
+        return;
+      }
       pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
       let parsed;
       try {
@@ -116,22 +142,94 @@ export class Daemon {
       }
       pending = parsed.rest;
       for (const req of parsed.reqs) {
+        if (req.op === Op.NOTIFY) {
+          this.#notifyConnection(client, sock, req);
+          return;
+        }
         const r = this.#handle(client, req);
         const flags = r.spareUsed ? RespFlag.SPARE_USED : 0;
-        sock.write(encodeResponse(r.ret, r.errno, r.reason ?? '', flags));
+        sock.write(encodeResponse(r.ret, r.errno, r.reason ?? '', flags, { pins: client.pinsOut, seq: client.syncSeq }));
+        client.pinsOut = [];
+        client.syncSeq = 0;
       }
     });
     const gone = (): void => {
       this.#sockets.delete(sock);
+      this.#clients.delete(client);
+      if (client.notifyOf) {
+        if (client.notifyOf.notify === sock) client.notifyOf.notify = null;
+        return;
+      }
+      client.gone = true;
+      client.notify?.destroy();
+      client.notes = [];
       if (client.proc && !client.proc.exited) client.proc.exit();
     };
     sock.on('close', gone);
     sock.on('error', () => sock.destroy());
   }
 
+  /**
+   * Op.NOTIFY: `sock` becomes the notify connection of the client process a0 (a connection
+   * that has not said HELLO itself). Queued notes follow the response.
+   */
+  #notifyConnection(self: Client, sock: Socket, req: Request): void {
+    const pid = Number(req.a0);
+    const target = self.proc ? undefined : [...this.#clients].find((c) => c.proc?.pid === pid && !c.gone && !c.notifyOf);
+    if (!target || target.notify) {
+      const why = self.proc ? 'this connection already has a process' : target ? `pid ${pid} already has a notify connection` : `no client process ${pid}`;
+      sock.write(encodeResponse(-1, Errno.EINVAL, why));
+      return;
+    }
+    self.notifyOf = target;
+    target.notify = sock;
+    sock.write(encodeResponse(0, 0));
+    for (const n of target.notes) sock.write(n);
+    target.notes = [];
+  }
+
+  /** Send a note to the client's shim (now, or when its notify connection comes). */
+  #note(client: Client, op: number, token: number): void {
+    if (client.gone) return;
+    const seq = ++client.noteSeq;
+    const note = encodeNote(op, token, seq);
+    if (client.notify) client.notify.write(note);
+    else if (client.notes.length < MAX_QUEUED_NOTES) client.notes.push(note);
+    if (this.#current === client) client.syncSeq = seq;
+  }
+
+  /**
+   * eventfd_ctx_fdget of a real fd of the client: /proc/PID/fd says whether it is open and an
+   * eventfd; the shim pins it (the reference) and signals it when told.
+   */
+  #remoteEventfd(client: Client, pid: number, fd: number): EventfdCtx {
+    let link: string;
+    try {
+      link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      fail(Errno.EBADF, `fd ${fd} is not open in process ${pid}`);
+    }
+    if (link !== 'anon_inode:[eventfd]') fail(Errno.EINVAL, `fd ${fd} is ${link}, not an eventfd`);
+    client.pinsOut.push(fd);
+    const token = ++client.pins;
+    let held = true;
+    return {
+      label: `eventfd (fd ${fd} of pid ${pid}, pin ${token})`,
+      signal: () => {
+        if (held) this.#note(client, Note.SIGNAL, token);
+      },
+      put: () => {
+        if (!held) return;
+        held = false;
+        this.#note(client, Note.PUT, token);
+      },
+    };
+  }
+
   #handle(client: Client, req: Request): SysResult<number | bigint> & { spareUsed?: boolean } {
     client.spare = req.op === Op.IOCTL ? req.fd2 : -1;
     client.spareTaken = -1;
+    this.#current = client;
     try {
       client.mm?.invalidate();
       const r = this.#dispatch(client, req);
@@ -143,6 +241,7 @@ export class Daemon {
       return { ret: -1, errno: 5, reason: `emulator bug: ${e instanceof Error ? e.stack ?? e.message : String(e)}` };
     } finally {
       client.spare = -1;
+      this.#current = null;
     }
   }
 
@@ -165,6 +264,7 @@ export class Daemon {
     client.proc = p;
     client.mm = p.mm as RemoteMm;
     p.fdSource = () => this.#takeSpare(client, p);
+    p.remoteEventfd = (fd) => this.#remoteEventfd(client, p.pid, fd);
     return p;
   }
 

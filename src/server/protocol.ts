@@ -3,7 +3,12 @@
  * Unix stream socket, little-endian, fixed headers. shim/protocol.h is the C side of this file.
  *
  *   request:  u32 len | u32 op | i32 fd | i32 fd2 | u64 a0 | u64 a1 | u64 a2 | payload[len-40]
- *   response: u32 len | u32 flags | i64 ret | i32 errno | u32 0 | reason[len-24] (UTF-8)
+ *   response: u32 len | u32 flags | i64 ret | i32 errno | u32 seq | [pins] | reason (UTF-8)
+ *   note:     u32 op | u32 token | u32 seq | u32 0              (notify connections only)
+ *
+ * pins (with RespFlag.PINS): u32 n | i32 fd[n], eventfds of the client the call took references
+ * to; the shim dups each and it becomes the client's next pin token (1, 2, ...). Notes travel on
+ * the client's notify connection (Op.NOTIFY) and act on those pins.
  */
 
 export const REQ_HEADER = 40;
@@ -51,7 +56,30 @@ export const Op = {
   FSTAT: 18,
   LISTDIR: 19,
   SYSFS_READ: 20,
+  /**
+   * a0 = pid: this connection becomes the notify connection of that client process. After the
+   * response the daemon sends only notes on it.
+   */
+  NOTIFY: 21,
 } as const;
+
+/** What a note asks of the shim. */
+export const Note = {
+  /** Add 1 to the eventfd pinned as `token` (eventfd_signal). */
+  SIGNAL: 1,
+  /** Drop the pin (the kernel put its eventfd_ctx reference). */
+  PUT: 2,
+} as const;
+
+export const NOTE_SIZE = 16;
+
+export function encodeNote(op: number, token: number, seq: number): Buffer {
+  const out = Buffer.alloc(NOTE_SIZE);
+  out.writeUInt32LE(op, 0);
+  out.writeUInt32LE(token, 4);
+  out.writeUInt32LE(seq >>> 0, 8);
+  return out;
+}
 
 /** Set in a STAT/FSTAT answer that describes a device node. */
 export const STAT_NODE = 1n << 62n;
@@ -68,6 +96,10 @@ export function packStatNode(dev: { major: number; minor: number; mode: number }
 export const RespFlag = {
   /** The call installed a new file at the spare fd the request offered. */
   SPARE_USED: 1 << 0,
+  /** The payload starts with the eventfds to pin (see the header comment). */
+  PINS: 1 << 1,
+  /** The call emitted notes for this client: the shim applies those up to `seq` before returning. */
+  SYNC: 1 << 2,
 } as const;
 
 export interface Request {
@@ -102,13 +134,29 @@ export function parseRequests(buf: Buffer): { reqs: Request[]; rest: Buffer } {
   return { reqs, rest: buf.subarray(off) };
 }
 
-export function encodeResponse(ret: bigint | number, errno: number, reason = '', flags = 0): Buffer {
+export interface ResponseExtras {
+  /** Eventfds to pin (sets RespFlag.PINS when non-empty). */
+  pins?: readonly number[];
+  /** Notes to apply before returning (sets RespFlag.SYNC when > 0). */
+  seq?: number;
+}
+
+export function encodeResponse(ret: bigint | number, errno: number, reason = '', flags = 0, extras: ResponseExtras = {}): Buffer {
   const r = Buffer.from(reason, 'utf8');
-  const out = Buffer.alloc(RESP_HEADER + r.length);
+  const pins = extras.pins ?? [];
+  const pinBytes = pins.length ? 4 + 4 * pins.length : 0;
+  const out = Buffer.alloc(RESP_HEADER + pinBytes + r.length);
+  if (pins.length) {
+    flags |= RespFlag.PINS;
+    out.writeUInt32LE(pins.length, RESP_HEADER);
+    pins.forEach((fd, i) => out.writeInt32LE(fd, RESP_HEADER + 4 + 4 * i));
+  }
+  if (extras.seq) flags |= RespFlag.SYNC;
   out.writeUInt32LE(out.length, 0);
   out.writeUInt32LE(flags, 4);
   out.writeBigInt64LE(BigInt(ret), 8);
   out.writeInt32LE(errno, 16);
-  r.copy(out, RESP_HEADER);
+  out.writeUInt32LE((extras.seq ?? 0) >>> 0, 20);
+  r.copy(out, RESP_HEADER + pinBytes);
   return out;
 }
