@@ -46,7 +46,7 @@ import {
 } from '../src/index.js';
 import type { HwIommu, HwIommuOptions } from '../src/hw/iommu.js';
 import type { PciDevice } from '../src/hw/pci.js';
-import { type Type1Params, VfioIommu, VfioIommuType1, createType1 } from '../src/kernel/vfio/vfio_iommu_type1.js';
+import { type Type1Params, VfioIommu, VfioIommuType1 } from '../src/kernel/vfio/vfio_iommu_type1.js';
 import { TYPE1_IOCTLS } from '../src/kernel/vfio/vfio_iommu_type1_info.js';
 import { PAGE, fails, ok, probeLine } from './helpers.js';
 
@@ -56,15 +56,10 @@ const RW = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
 const ORACLE_VTD: HwIommuOptions = { profile: 'vtd', addressWidth: 39, snoopControl: false, verifyIotlb: true };
 const hx = (v: bigint | number): string => `0x${v.toString(16)}`;
 
-/** The machine's type1 backend (registering one if the machine has none), with `params` applied. */
+/** The machine's type1 backend with `params` applied. */
 function type1Of(m: Machine, params: Partial<Type1Params> = {}): VfioIommuType1 {
-  let t = m.vfio.containers.drivers.find((d): d is VfioIommuType1 => d instanceof VfioIommuType1);
-  if (!t) {
-    t = createType1();
-    m.vfio.containers.registerDriver(t);
-  }
-  Object.assign(t.params, params);
-  return t;
+  Object.assign(m.vfio.type1.params, params);
+  return m.vfio.type1;
 }
 
 /** A PCI function behind `unit`, bound to vfio-pci (its group appears as /dev/vfio/N). */

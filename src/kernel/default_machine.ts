@@ -12,7 +12,8 @@ import { Machine, type MachineOptions } from './machine.js';
 
 export function createDefaultMachine(opts: MachineOptions = {}): Machine {
   const m = new Machine(opts);
-  const iommu = m.addIommu({ profile: 'vtd' });
+  // QEMU 7.2's intel-iommu as the oracle runs it: 39-bit guest addresses, no snoop control.
+  const iommu = m.addIommu({ profile: 'vtd', addressWidth: 39, snoopControl: false });
   const fn = (bdf: string, vendor: number, device: number, classCode: number, driver: string | null, group?: Parameters<Machine['addPciDevice']>[0]['group']) => {
     const d = m.addPciDevice({ bdf, iommu, vendor, device, classCode, ...(group ? { group } : {}) });
     if (driver) d.bindDriver(driver, false);

@@ -9,7 +9,8 @@
  * - each PCI device's IOMMU context points at its group's current domain;
  * - areas of each IOAS are aligned, disjoint, backed by live pages, and clear of reserved ranges;
  * - every frame's pin count equals the pins all iopt_pages hold on it; every pinned frame is live;
- * - each user's locked_vm and each mm's locked_vm/pinned_vm equal what iopt_pages charged.
+ * - each user's locked_vm and each mm's locked_vm/pinned_vm equal what iopt_pages charged;
+ * - likewise for the legacy container's type1 mappings (pins per frame, the mapper's locked_vm).
  * Returns the list of violations (empty when consistent).
  */
 
@@ -23,6 +24,7 @@ import type { IoptPages } from './iommufd/pages.js';
 import type { Machine } from './machine.js';
 import type { Mm } from './mm/mm.js';
 import type { Frame } from './mm/physmem.js';
+import { VfioIommu } from './vfio/vfio_iommu_type1.js';
 
 export function checkInvariants(m: Machine): string[] {
   const errs: string[] = [];
@@ -104,6 +106,15 @@ export function checkInvariants(m: Machine): string[] {
     if (p.accountMode === IOPT_PAGES_ACCOUNT.USER) userCharge.set(p.sourceUser.uid, (userCharge.get(p.sourceUser.uid) ?? 0) + p.lastNpinned);
     if (p.accountMode === IOPT_PAGES_ACCOUNT.MM) mmLocked.set(p.sourceMm, (mmLocked.get(p.sourceMm) ?? 0) + p.lastNpinned);
     mmPinned.set(p.sourceMm, (mmPinned.get(p.sourceMm) ?? 0) + p.lastNpinned);
+  }
+  // The legacy container's type1 backend pins per mapping and charges the mapper's locked_vm.
+  for (const c of m.vfio.containers.containers()) {
+    if (!(c.iommuData instanceof VfioIommu)) continue;
+    for (const dma of c.iommuData.dmas) {
+      if (dma.lockedVm > dma.frames.length) errs.push(`type1 mapping at 0x${dma.start.toString(16)} charged ${dma.lockedVm} pages but pins ${dma.frames.length}`);
+      mmLocked.set(dma.mm, (mmLocked.get(dma.mm) ?? 0) + dma.lockedVm);
+      for (const f of dma.frames) pinsByFrame.set(f, (pinsByFrame.get(f) ?? 0) + 1);
+    }
   }
   for (const f of m.phys.frames()) {
     const want = pinsByFrame.get(f) ?? 0;

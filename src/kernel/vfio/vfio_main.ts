@@ -41,6 +41,7 @@ import { vfioDfIoctlAttachPt, vfioDfIoctlBindIommufd, vfioDfIoctlDetachPt, vfioD
 import { VfioContainerModule } from './container.js';
 import { vfioDfGroupClose, VfioGroupModule } from './group.js';
 import { VfioPciDriver } from './pci/vfio_pci.js';
+import { type Type1Params, type VfioIommuType1, createType1 } from './vfio_iommu_type1.js';
 import { VfioDevice, VfioDeviceFile, type VfioDeviceOps, VfioDeviceSet, type VfioGroup } from './vfio.js';
 
 /** The dynamic char majors 6.12 got on the oracle: groups ("vfio") and device cdevs ("vfio-dev"). */
@@ -52,6 +53,8 @@ export interface VfioOptions {
   container?: 'legacy' | 'iommufd';
   /** vfio.enable_unsafe_noiommu_mode: devices without an IOMMU get noiommu groups. */
   noiommu?: boolean;
+  /** vfio_iommu_type1's module parameters (allow_unsafe_interrupts, ...). */
+  type1?: Partial<Type1Params>;
 }
 
 export class VfioModule {
@@ -62,6 +65,8 @@ export class VfioModule {
   readonly containers: VfioContainerModule;
   /** The vfio-pci driver. */
   readonly pci: VfioPciDriver;
+  /** The legacy container's type1 backend (vfio_iommu_type1), registered first as on the oracle. */
+  readonly type1: VfioIommuType1;
   readonly #devices = new Map<number, VfioDevice>();
   readonly deviceFops: FileOperations;
 
@@ -71,6 +76,8 @@ export class VfioModule {
     this.containerKind = opts.container ?? 'legacy';
     this.groups = new VfioGroupModule(this);
     this.containers = new VfioContainerModule(this);
+    this.type1 = createType1(opts.type1);
+    this.containers.registerDriver(this.type1);
     this.pci = new VfioPciDriver(this);
     this.deviceFops = {
       name: 'vfio-device',
