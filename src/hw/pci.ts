@@ -13,7 +13,7 @@
  */
 
 import { KernelError } from '../errno.js';
-import { Device, type IopfFault, IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE, IOMMU_FAULT_PAGE_REQUEST_PASID_VALID, reportDeviceFault } from '../kernel/iommu/core.js';
+import { Device, type IopfFault, IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE, IOMMU_FAULT_PAGE_REQUEST_PASID_VALID, IOMMU_PAGE_RESP, reportDeviceFault } from '../kernel/iommu/core.js';
 import type { DmaFault, DmaReadResult, DmaWriteResult, HwIommu, MsiMessage } from './iommu.js';
 import { PciConfigSpace } from './pci_config.js';
 import type { BarAccessSize, PciDeviceModel, PciFunctionPort } from './pci_model.js';
@@ -183,14 +183,14 @@ export class PciDevice extends Device {
     });
     return {
       bdf: this.bdf,
-      dmaRead: (addr, length) => {
+      dmaRead: (addr, length, pasid) => {
         if (!this.cfg.busMaster) return { ok: false, fault: this.#logged(busError(addr, false)) };
-        const r = this.dmaRead(addr, length);
+        const r = this.#withPri(() => this.dmaRead(addr, length, pasid));
         return r.ok ? r : { ok: false, fault: r.fault };
       },
-      dmaWrite: (addr, bytes) => {
+      dmaWrite: (addr, bytes, pasid) => {
         if (!this.cfg.busMaster) return { ok: false, fault: this.#logged(busError(addr, true)) };
-        const r = this.dmaWrite(addr, bytes);
+        const r = this.#withPri(() => this.dmaWrite(addr, bytes, pasid));
         return r.ok ? { ok: true } : { ok: false, fault: r.fault };
       },
       setIrq: (level) => {
@@ -214,6 +214,13 @@ export class PciDevice extends Device {
         if (this.modelErrors.length > this.#logSize) this.modelErrors.shift();
       },
     };
+  }
+
+  /** A request, and once more if it faulted and its page request was answered Success (PRI). */
+  #withPri<T extends PciDmaReadResult | PciDmaWriteResult>(request: () => T): T {
+    const r = request();
+    if (!r.ok && 'pageRequest' in r && r.pageRequest.response === IOMMU_PAGE_RESP.SUCCESS) return request();
+    return r;
   }
 
   #logged(f: DmaFault): DmaFault {

@@ -40,9 +40,13 @@ export interface PciFunctionPort {
   /** The function's address, e.g. "0000:00:03.0" (for messages). */
   readonly bdf: string;
   /** Bus master DMA read; refused (a 'bus-error' fault) while bus mastering is off in COMMAND. */
-  dmaRead(addr: bigint, length: number): PortDmaRead;
-  /** Bus master DMA write. */
-  dmaWrite(addr: bigint, bytes: Uint8Array): PortDmaWrite;
+  dmaRead(addr: bigint, length: number, pasid?: number): PortDmaRead;
+  /**
+   * Bus master DMA write. With `pasid` (a function with the PASID capability) the request carries
+   * that PASID; a function with PRI whose request faults asks the IOMMU to make the page present
+   * and, when the answer is Success, issues the request once more.
+   */
+  dmaWrite(addr: bigint, bytes: Uint8Array, pasid?: number): PortDmaWrite;
   /** Drive the INTx pin (level-triggered); ignored while COMMAND.INTX_DISABLE is set. */
   setIrq(level: boolean): void;
   /** MSI enabled in the function's capability by the host. */
