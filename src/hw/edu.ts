@@ -52,6 +52,13 @@
  *   data, and complete the command (run bit cleared, interrupt raised if asked).
  * - QEMU's edu has no reset handler, so its registers survive a machine reset. `reset()` here
  *   returns every register and the buffer to power-on values and lowers INTx if we drove it.
+ *
+ * Extension for SVA, absent unless `EduOptions.pasid` (QEMU's edu has nothing at 0xa0; without
+ * the option neither do we): 0xa0 DMA PASID, bit 31 enable and bits 19:0 the PASID. While
+ * enabled, the RAM side of each transfer is a request tagged with that PASID — an address in the
+ * bound process's address space, so the DMA mask does not apply — and, the function having PRI, a
+ * page the IOMMU cannot translate is asked for (a page request) and the request retried once.
+ * Create the function with the PASID capability and PRI (`pasidWidth`, `pri` of addPciDevice).
  */
 
 import type { DmaFault } from './iommu.js';
@@ -70,7 +77,13 @@ export const EDU_REG = {
   DMA_DST: 0x88,
   DMA_COUNT: 0x90,
   DMA_CMD: 0x98,
+  /** The SVA extension (EduOptions.pasid). */
+  DMA_PASID: 0xa0,
 } as const;
+
+/** DMA PASID register: enable bit, PASID field. */
+export const EDU_DMA_PASID_ENABLE = 0x80000000;
+export const EDU_DMA_PASID_MASK = 0xfffff;
 
 export const EDU_ID = 0x010000ed;
 export const EDU_STATUS = { COMPUTING: 0x01, IRQFACT: 0x80 } as const;
@@ -87,6 +100,8 @@ const DMA_PAGE = 4096;
 export interface EduOptions {
   /** RAM-side DMA address mask; default 28 bits (QEMU's `dma_mask` property). */
   readonly dmaMask?: bigint;
+  /** The DMA PASID register at 0xa0 (not in QEMU; see the header). */
+  readonly pasid?: boolean;
 }
 
 /** The DMA engine's registers, as 64-bit values. */
@@ -132,10 +147,11 @@ export class EduDevice implements PciDeviceModel {
   private statusReg = 0;
   private irqStatusReg = 0;
   private dma = { src: 0n, dst: 0n, count: 0n, cmd: 0n };
+  private dmaPasid = 0;
   private readonly buf = new Uint8Array(EDU_BUF_SIZE);
   private intx = false;
 
-  private readonly regs: ReadonlyMap<number, Register> = new Map<number, Register>([
+  private readonly regs: Map<number, Register> = new Map<number, Register>([
     [EDU_REG.ID, { read: () => BigInt(EDU_ID) }],
     [EDU_REG.LIVENESS, { read: () => BigInt(this.liveness), write: (v) => { this.liveness = ~Number(v) >>> 0; } }],
     [EDU_REG.FACTORIAL, { read: () => BigInt(this.fact), write: (v) => this.startFactorial(Number(v)) }],
@@ -151,6 +167,14 @@ export class EduDevice implements PciDeviceModel {
 
   constructor(options: EduOptions = {}) {
     this.dmaMask = BigInt.asUintN(64, options.dmaMask ?? EDU_DEFAULT_DMA_MASK);
+    if (options.pasid) {
+      this.regs.set(EDU_REG.DMA_PASID, {
+        read: () => BigInt(this.dmaPasid),
+        write: (v) => {
+          if (!(this.dma.cmd & EDU_DMA_CMD.RUN)) this.dmaPasid = Number(v & BigInt(EDU_DMA_PASID_ENABLE | EDU_DMA_PASID_MASK));
+        },
+      });
+    }
   }
 
   /** A copy of the 4096-byte EDU buffer. */
@@ -199,6 +223,7 @@ export class EduDevice implements PciDeviceModel {
     this.statusReg = 0;
     this.irqStatusReg = 0;
     this.dma = { src: 0n, dst: 0n, count: 0n, cmd: 0n };
+    this.dmaPasid = 0;
     this.buf.fill(0);
     if (this.intx) this.setIntx(false);
   }
@@ -258,7 +283,8 @@ export class EduDevice implements PciDeviceModel {
     const eduAddr = toRam ? src : dst;
     const eduEnd = eduAddr + count;
     if (eduAddr >= EDU_BUF_START && eduEnd <= EDU_BUF_START + BigInt(EDU_BUF_SIZE)) {
-      const ramAddr = this.clamp(toRam ? dst : src);
+      const ram = toRam ? dst : src;
+      const ramAddr = this.dmaPasid & EDU_DMA_PASID_ENABLE ? ram : this.clamp(ram);
       this.transfer(ramAddr, Number(eduAddr - EDU_BUF_START), Number(count), toRam);
     } else {
       this.bus.reportError(`edu: DMA of ${count} bytes at EDU address ${hex(eduAddr)} is outside the buffer ` +
@@ -280,11 +306,12 @@ export class EduDevice implements PciDeviceModel {
       const addr = ram + BigInt(done);
       const n = Math.min(length - done, DMA_PAGE - Number(addr % BigInt(DMA_PAGE)));
       const at = off + done;
+      const pasid = this.dmaPasid & EDU_DMA_PASID_ENABLE ? this.dmaPasid & EDU_DMA_PASID_MASK : undefined;
       if (toRam) {
-        const r = this.bus.dmaWrite(addr, this.buf.slice(at, at + n));
+        const r = this.bus.dmaWrite(addr, this.buf.slice(at, at + n), pasid);
         if (!r.ok) this.reportFault(r.fault, 'write', addr, n, 'write dropped');
       } else {
-        const r = this.bus.dmaRead(addr, n);
+        const r = this.bus.dmaRead(addr, n, pasid);
         if (r.ok) {
           this.buf.set(r.data.subarray(0, n), at);
         } else {

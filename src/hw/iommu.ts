@@ -94,6 +94,11 @@ export interface HwPageTable {
   readonly dirtyActive: boolean;
   /** Set the dirty bit of the leaf whose first IOVA page is `leafPage`. */
   setDirty(leafPage: number): void;
+  /**
+   * Never cache its translations in the IOTLB: a table that changes without invalidations
+   * reaching the unit (a process's CPU page table walked for SVA) is walked on every request.
+   */
+  readonly uncached?: boolean;
 }
 
 /** A guest's stage-1 table (VT-d first-level format) as a nested PASID entry describes it. */
@@ -430,7 +435,7 @@ export class HwIommu {
   /** One page through the IOTLB, walking on a miss. */
   #translatePage(ctx: ContextEntry & { mode: 'translate' | 'nested' }, page: number): IotlbEntry | WalkFault {
     const tag = ctx.mode === 'translate' ? ctx.table.tag : ctx.s1.tag;
-    const cacheable = page < 2 ** 36;
+    const cacheable = page < 2 ** 36 && !(ctx.mode === 'translate' && ctx.table.uncached);
     if (cacheable) {
       const hit = this.iotlb.lookup(tag, page);
       if (hit) {

@@ -22,7 +22,8 @@ export function createDefaultMachine(opts: MachineOptions = {}): Machine {
   fn('0000:00:00.0', 0x8086, 0x29c0, 0x060000, null);
   fn('0000:00:01.0', 0x1234, 0x1111, 0x030000, 'bochs-drm');
   fn('0000:00:02.0', 0x8086, 0x10d3, 0x020000, 'e1000e');
-  const edu = m.addPciDevice({ bdf: '0000:00:03.0', iommu, model: new EduDevice() });
+  // Conventional PCI: no PASID capability, so no SVA (the oracle's VT-d has no PASID support either).
+  const edu = m.addPciDevice({ bdf: '0000:00:03.0', iommu, model: new EduDevice(), pasidWidth: 0, ats: false });
   m.vfio.pci.bind(edu);
   const lpc = fn('0000:00:1f.0', 0x8086, 0x2918, 0x060100, 'lpc_ich');
   fn('0000:00:1f.2', 0x8086, 0x2922, 0x010601, 'ahci', lpc);

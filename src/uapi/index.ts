@@ -5,4 +5,5 @@ export * from './schema.js';
 export * from './ioctl.js';
 export * from './iommufd.js';
 export * from './vfio.js';
+export * from './vfio_sva.js';
 export * from './iommufd_test.js';

@@ -16,6 +16,7 @@
 import { Errno, KernelError, fail } from '../../errno.js';
 import type { DomainMapOptions, IoptDomain } from '../iommufd/io_pagetable.js';
 import { PAGE_SIZE, type Frame } from '../mm/physmem.js';
+import type { Mm } from '../mm/mm.js';
 import type { Process } from '../process.js';
 
 /** enum iommu_cap. */
@@ -74,6 +75,10 @@ export interface IommuDriver {
   /** ops->dev_enable_feat(IOMMU_DEV_FEAT_IOPF); throws ENODEV when unsupported. */
   enableIopf?(dev: Device): void;
   disableIopf?(dev: Device): void;
+  /** ops->dev_enable_feat(IOMMU_DEV_FEAT_SVA): the device may be bound to process address spaces. */
+  enableSva?(dev: Device): void;
+  /** ops->domain_alloc_sva: a domain translating through `mm`'s page tables. */
+  domainAllocSva?(dev: Device, mm: Mm): PasidDomain;
 }
 
 /** The per-device IOMMU state (struct dev_iommu). */
@@ -336,6 +341,45 @@ export class IommuGroup {
   handle(pasid: number): AttachHandle | null {
     return this.pasidArray.get(pasid) ?? null;
   }
+
+  /**
+   * iommu_attach_device_pasid: `domain` translates requests tagged `pasid` from every device of
+   * the group that has PASIDs (devices without the capability cannot issue them). All or nothing.
+   */
+  attachDevicePasid(domain: PasidDomain, dev: Device, pasid: number, handle: AttachHandle): void {
+    if (!dev.iommu || dev.ops !== domain.owner || pasid === IOMMU_NO_PASID) fail(Errno.EINVAL, `${dev.name}: the domain belongs to another IOMMU driver, or PASID ${pasid} is the RID's`);
+    for (const d of this.devices) {
+      const max = d.iommu!.maxPasids;
+      if (max > 0 && pasid >= max) fail(Errno.EINVAL, `PASID ${pasid} is beyond the ${max} PASIDs ${d.name} supports`);
+    }
+    handle.domain = domain;
+    if (this.pasidArray.has(pasid)) fail(Errno.EBUSY, `PASID ${pasid} of IOMMU group ${this.id} is already attached`);
+    this.pasidArray.set(pasid, handle);
+    const done: Device[] = [];
+    try {
+      for (const d of this.devices) {
+        if (!d.iommu!.maxPasids) continue;
+        domain.setDevPasid(d, pasid);
+        done.push(d);
+      }
+    } catch (e) {
+      for (const d of done) domain.removeDevPasid(d, pasid);
+      this.pasidArray.delete(pasid);
+      throw e;
+    }
+  }
+
+  /** iommu_detach_device_pasid. */
+  detachDevicePasid(domain: PasidDomain, pasid: number): void {
+    for (const d of this.devices) if (d.iommu?.maxPasids) domain.removeDevPasid(d, pasid);
+    this.pasidArray.delete(pasid);
+  }
+}
+
+/** A domain that can translate a PASID of a device (domain->ops->set_dev_pasid / remove_dev_pasid). */
+export interface PasidDomain extends IommuDomain {
+  setDevPasid(dev: Device, pasid: number): void;
+  removeDevPasid(dev: Device, pasid: number): void;
 }
 
 /** struct iommu_fault_page_request. */

@@ -5,6 +5,7 @@
  * kind); and the PCI devices behind those units, probed into groups. One instance per Machine.
  */
 
+import { IommuSva } from './sva.js';
 import { HwIommu, type HwIommuOptions } from '../../hw/iommu.js';
 import { PciDevice, type PciDeviceOptions } from '../../hw/pci.js';
 import type { Machine } from '../machine.js';
@@ -30,6 +31,8 @@ export class IommuSubsystem {
   #mem64 = 0x8000000000n;
   #io = 0xc000n;
   #intel: IntelIommuDriver | null = null;
+  /** SVA binds and the machine-wide PASID allocator. */
+  readonly sva = new IommuSva();
   #smmu: ArmSmmuV3Driver | null = null;
 
   constructor(machine: Machine) {

@@ -65,6 +65,11 @@ export class Mm {
   pinnedVm = 0;
   /** False once the owning process exited and the address space was torn down. */
   alive = true;
+  /**
+   * mmu_notifier release callbacks: run by exit_mmap before the pages go, so a secondary MMU
+   * (an IOMMU walking this mm for SVA) stops walking first.
+   */
+  readonly releaseNotifiers = new Set<() => void>();
   #hugeReserved = 0;
 
   constructor(phys: PhysMem, hugePool: HugePool) {
@@ -194,6 +199,30 @@ export class Mm {
     return f;
   }
 
+  /**
+   * The CPU page table at `addr` as hardware walking it sees it: the frame if one is present and
+   * the access the VMA grants; null if nothing is present there (no fault is taken).
+   */
+  walkUser(addr: bigint): { frame: Frame; read: boolean; write: boolean } | null {
+    if (!this.alive || addr < 0n || addr >= TASK_SIZE) return null;
+    const vma = this.findVma(addr);
+    const frame = vma ? this.pages.get(pageIndex(addr)) : undefined;
+    if (!vma || !frame) return null;
+    return { frame, read: (vma.prot & PROT_READ) !== 0, write: (vma.prot & PROT_WRITE) !== 0 };
+  }
+
+  /**
+   * handle_mm_fault on behalf of a device (iommu_sva_handle_mm): false when the mm is gone, no VMA
+   * covers `addr` or the VMA does not allow the access; otherwise the page is made present.
+   */
+  handleDeviceFault(addr: bigint, write: boolean): boolean {
+    if (!this.alive || addr < 0n || addr >= TASK_SIZE) return false;
+    const vma = this.findVma(addr);
+    if (!vma || !(vma.prot & (write ? PROT_WRITE : PROT_READ))) return false;
+    this.#fault(vma, pageIndex(addr), write);
+    return true;
+  }
+
   /** The frame backing `addr`, faulting it in; EFAULT where nothing is mapped. */
   frameAt(addr: bigint, write: boolean): Frame {
     if (!this.alive) fail(Errno.EFAULT, 'the address space was torn down');
@@ -291,6 +320,8 @@ export class Mm {
   /** exit_mmap: tear down every mapping. Pinned frames live on until unpinned. */
   teardown(): void {
     if (!this.alive) return;
+    for (const release of [...this.releaseNotifiers]) release();
+    this.releaseNotifiers.clear();
     for (const f of this.pages.values()) this.phys.put(f);
     this.pages.clear();
     this.vmas = [];

@@ -38,10 +38,12 @@ import { Errno, KernelError, fail } from '../../errno.js';
 import { IOMMU_RESV, type IommuGroup, type PagingDomain, type ResvRegion } from '../iommu/core.js';
 import { IOMMU_CACHE, IOMMU_WRITE } from '../iommufd/io_pagetable.js';
 import { IntervalTree, type IntervalNode } from '../lib/interval_tree.js';
+import type { Machine } from '../machine.js';
 import { type Mm, unpinFrame } from '../mm/mm.js';
 import { type Frame, PAGE_SHIFT, PAGE_SIZE_N } from '../mm/physmem.js';
 import { CAP_IPC_LOCK, type Process } from '../process.js';
 import type { VfioDevice, VfioGroupType } from './vfio.js';
+import { Type1Sva } from './vfio_iommu_type1_sva.js';
 
 export const U64_MAX = (1n << 64n) - 1n;
 /** Arithmetic on dma_addr_t / u64: wraps at 2^64 as the kernel's does. */
@@ -158,6 +160,8 @@ export class VfioIommu {
   dirtyPageTracking = false;
   /** Opened devices of the container's groups (device_list; only mdevs use it in 6.12). */
   readonly devices = new Set<VfioDevice>();
+  /** Bound process address spaces (the seed series' SVA), made by the first VFIO_IOMMU_BIND. */
+  sva: Type1Sva | null = null;
 
   constructor(params: Type1Params, v2: boolean, nesting: boolean) {
     this.params = params;
@@ -446,8 +450,24 @@ export class VfioIommu {
     return this.domains.find((d) => d.groups.includes(group)) ?? null;
   }
 
-  /** vfio_iommu_type1_attach_group. */
+  /** The SVA state, made on first use. */
+  svaOf(machine: Machine): Type1Sva {
+    return (this.sva ??= new Type1Sva({ groups: () => this.domains.flatMap((d) => d.groups) }, machine));
+  }
+
+  /** vfio_iommu_type1_attach_group, then every bound address space replayed onto the group (or the attach undone). */
   attachGroup(group: IommuGroup, type: VfioGroupType, task: Process): void {
+    this.#attachGroup(group, type, task);
+    if (!this.sva?.mms.length) return;
+    try {
+      this.sva.replay(group);
+    } catch (e) {
+      this.detachGroup(group);
+      throw e;
+    }
+  }
+
+  #attachGroup(group: IommuGroup, type: VfioGroupType, task: Process): void {
     if (this.vaddrInvalidCount) fail(Errno.EBUSY, `${this.vaddrInvalidCount} mappings have an invalidated vaddr; no group can join until VFIO_DMA_MAP_FLAG_VADDR restores them`);
     if (this.#findGroup(group)) fail(Errno.EINVAL, `IOMMU group ${group.id} is already in this container`);
     if (type !== 'iommu') fail(Errno.EINVAL, `vfio-iommu-type1 takes only IOMMU-backed groups, not a ${type} group`);
@@ -545,6 +565,7 @@ export class VfioIommu {
   detachGroup(group: IommuGroup): void {
     const vd = this.#findGroup(group);
     if (!vd) return;
+    for (const vmm of this.sva?.mms ?? []) this.sva!.unbindGroup(group, vmm);
     let iovaCopy = this.iovaList.map((r) => ({ ...r }));
     group.detachDomain();
     vd.groups.splice(vd.groups.indexOf(group), 1);
@@ -599,6 +620,7 @@ export class VfioIommu {
 
   /** vfio_iommu_type1_release: everything unmapped and unpinned, every group detached, every domain freed. */
   release(): void {
+    this.sva?.unbindAll();
     this.unmapUnpinAll();
     for (const vd of this.domains) {
       for (const g of vd.groups) g.detachDomain();

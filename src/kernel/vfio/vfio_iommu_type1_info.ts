@@ -25,6 +25,7 @@ import { TASK_SIZE } from '../mm/mm.js';
 import type { IommuGroup } from '../iommu/core.js';
 import type { Process } from '../process.js';
 import { copyFromUser, copyToUser } from '../uaccess.js';
+import { VFIO_IOMMU_BIND, VFIO_IOMMU_UNBIND, vfio_iommu_type1_bind } from '../../uapi/vfio_sva.js';
 import {
   VFIO_CHECK_EXTENSION,
   VFIO_DMA_CC_IOMMU,
@@ -271,6 +272,9 @@ export const TYPE1_IOCTLS: ReadonlyMap<number, Type1IoctlRow> = new Map<number, 
   [VFIO_IOMMU_MAP_DMA, { name: 'VFIO_IOMMU_MAP_DMA', minsz: vfio_iommu_type1_dma_map.offsetEnd('size'), handler: mapDma }],
   [VFIO_IOMMU_UNMAP_DMA, { name: 'VFIO_IOMMU_UNMAP_DMA', minsz: vfio_iommu_type1_dma_unmap.offsetEnd('size'), handler: unmapDma }],
   [VFIO_IOMMU_DIRTY_PAGES, { name: 'VFIO_IOMMU_DIRTY_PAGES', minsz: vfio_iommu_type1_dirty_bitmap.offsetEnd('flags'), handler: dirtyPages }],
+  // The seed series' SVA (vfio_iommu_type1_sva.ts).
+  [VFIO_IOMMU_BIND, { name: 'VFIO_IOMMU_BIND', minsz: vfio_iommu_type1_bind.offsetEnd('flags'), handler: (iommu, arg, task) => iommu.svaOf(task.machine).bindIoctl(arg, task) }],
+  [VFIO_IOMMU_UNBIND, { name: 'VFIO_IOMMU_UNBIND', minsz: vfio_iommu_type1_bind.offsetEnd('flags'), handler: (iommu, arg, task) => iommu.svaOf(task.machine).unbindIoctl(arg, task) }],
 ]);
 
 /** vfio_iommu_type1_ioctl. */

@@ -22,7 +22,8 @@
  */
 
 import { Errno, KernelError, fail } from '../../../errno.js';
-import type { HwIommu, HwStage1 } from '../../../hw/iommu.js';
+import type { HwIommu, HwPageTable, HwStage1 } from '../../../hw/iommu.js';
+import { IOPTE_READ, IOPTE_WRITE, type Translation } from '../../../hw/io_pgtable.js';
 import type { PciDevice } from '../../../hw/pci.js';
 import {
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
@@ -39,6 +40,7 @@ import {
   iommu_hwpt_vtd_s1_invalidate,
 } from '../../../uapi/iommufd.js';
 import type { Machine } from '../../machine.js';
+import { type Mm, TASK_SIZE } from '../../mm/mm.js';
 import type { Process } from '../../process.js';
 import {
   BlockedDomain,
@@ -52,6 +54,7 @@ import {
   type IommuCap,
   type IommuDriver,
   type IommuUserData,
+  type PasidDomain,
   type ResvRegion,
 } from '../core.js';
 import { type DevInfo, HwDriverBase, PgtableDomain, asPci, copyStructFromUserData } from './common.js';
@@ -247,6 +250,71 @@ export class IntelNestedDomain extends IommuDomain implements HwStage1 {
 }
 
 /** intel_iommu_ops. */
+/**
+ * An SVA domain (intel/svm.c): the PASID entries it programs point the unit's first-level walk at
+ * the process's own page table, so the unit reads the mm's present pages and the VMA's access.
+ * When the process exits (the mmu_notifier release), every PASID entry is torn down before the
+ * pages go; a request then faults as having no PASID entry, until the bond is removed.
+ */
+export class IntelSvaDomain extends IommuDomain implements PasidDomain, HwPageTable {
+  declare readonly owner: IntelIommuDriver;
+  readonly type = 'sva';
+  readonly mm: Mm;
+  users = 0;
+  readonly tag: number;
+  readonly lastIova = TASK_SIZE - 1n;
+  readonly dirtyActive = false;
+  readonly uncached = true;
+  /** dmar_domain->dev_pasids. */
+  readonly devPasids = new Set<{ dev: PciDevice; pasid: number }>();
+  readonly #release = (): void => {
+    for (const dp of this.devPasids) dp.dev.unit.setContext(dp.dev.rid, null, dp.pasid);
+  };
+
+  constructor(driver: IntelIommuDriver, mm: Mm) {
+    super(driver);
+    this.mm = mm;
+    this.tag = driver.tags.alloc();
+    mm.releaseNotifiers.add(this.#release);
+  }
+
+  attachDev(dev: Device): void {
+    fail(Errno.EINVAL, `${dev.name}: an SVA domain serves PASIDs only, not the RID`);
+  }
+
+  /** intel_svm_set_dev_pasid: a first-level PASID entry over the mm's page table. */
+  setDevPasid(dev: Device, pasid: number): void {
+    const info = this.owner.info(dev);
+    if (!info.unit.maxPasids) fail(Errno.EINVAL, `${info.unit.name} has no PASID support (ECAP.PASID)`);
+    this.devPasids.add({ dev: info.dev, pasid });
+    // A PASID entry for an exited mm would point at freed tables: it stays cleared.
+    if (this.mm.alive) info.unit.setContext(info.dev.rid, { mode: 'translate', table: this }, pasid);
+  }
+
+  /** intel_svm_remove_dev_pasid: clear the entry (the drain of pending requests is instant here). */
+  removeDevPasid(dev: Device, pasid: number): void {
+    for (const dp of this.devPasids) {
+      if (dp.dev !== dev || dp.pasid !== pasid) continue;
+      this.devPasids.delete(dp);
+      dp.dev.unit.setContext(dp.dev.rid, null, pasid);
+    }
+  }
+
+  walk(iova: bigint): Translation | null {
+    const w = this.mm.walkUser(iova);
+    if (!w) return null;
+    return { paddr: BigInt(w.frame.pfn) << 12n, perm: (w.read ? IOPTE_READ : 0) | (w.write ? IOPTE_WRITE : 0), pageSize: 4096n };
+  }
+
+  setDirty(): void {}
+
+  override free(): void {
+    if (this.devPasids.size) throw new Error(`${this.owner.name}: SVA domain ${this.tag} freed while PASIDs still use it`);
+    this.mm.releaseNotifiers.delete(this.#release);
+    this.owner.tags.free(this.tag);
+  }
+}
+
 export class IntelIommuDriver extends HwDriverBase implements IommuDriver {
   readonly name = 'intel-iommu';
   /** ops->pgsize_bitmap; each domain widens it with the unit's superpages. */
@@ -365,5 +433,19 @@ export class IntelIommuDriver extends HwDriverBase implements IommuDriver {
     this.info(dev).iopfEnabled = false;
     dev.iommu!.iopfEnabled = false;
     dev.iommu!.partialFaults = [];
+  }
+
+  /** intel_iommu_enable_sva: PASIDs on the unit and the device, ATS, and PRI enabled where the device has it. */
+  enableSva(dev: Device): void {
+    const info = this.info(dev);
+    const pci = asPci(dev);
+    if (!info.unit.maxPasids) fail(Errno.ENODEV, `${info.unit.name} cannot do SVA: no PASID support (ECAP.PASID)`);
+    if (!dev.iommu?.maxPasids || !pci.ats || !info.unit.deviceTlb) fail(Errno.EINVAL, `${dev.name}: SVA needs PASID and ATS enabled on the device`);
+    if (pci.pri && !info.iopfEnabled) fail(Errno.EINVAL, `${dev.name} has PRI, which must be enabled (IOMMU_DEV_FEAT_IOPF) before SVA`);
+  }
+
+  /** intel_svm_domain_alloc. */
+  domainAllocSva(_dev: Device, mm: Mm): IntelSvaDomain {
+    return new IntelSvaDomain(this, mm);
   }
 }
