@@ -12,7 +12,7 @@ import type { Machine } from '../machine.js';
 import { IommuGroup } from './core.js';
 import { ArmSmmuV3Driver, SmmuDomain } from './drivers/arm_smmu_v3.js';
 import { PgtableDomain } from './drivers/common.js';
-import { IntelIommuDriver, IntelNestedDomain } from './drivers/intel.js';
+import { IntelIommuDriver, IntelNestedDomain, IntelSvaDomain } from './drivers/intel.js';
 
 export interface AddPciDeviceOptions extends PciDeviceOptions {
   /** The IOMMU unit in front of the device. */
@@ -169,7 +169,19 @@ export class IommuSubsystem {
         if (ctx.mode !== 'translate' || ctx.table !== d) errs.push(`${where}: the group's paging domain ${d.tag} is not the context's table (${ctx.mode})`);
         if (!d.attached.get(dev.unit)?.has(dev)) errs.push(`${where}: paging domain ${d.tag} does not list the device`);
       }
+      // SVA bonds: each PASID of the group is the mm's table while the mm lives, torn down after.
+      if (!dev.iommu?.maxPasids) continue;
+      for (const [pasid, handle] of dev.group?.pasidArray ?? []) {
+        const sva = handle?.domain;
+        if (pasid === 0 || !(sva instanceof IntelSvaDomain)) continue;
+        const pctx = dev.unit.context(dev.rid, pasid);
+        if (sva.mm.alive && (pctx.mode !== 'translate' || pctx.table !== sva)) errs.push(`${where}: PASID ${pasid} is bound to an address space but its entry is ${pctx.mode}`);
+        if (!sva.mm.alive && pctx.mode !== 'blocked') errs.push(`${where}: PASID ${pasid}'s address space is gone but its entry is ${pctx.mode}`);
+      }
     }
+    const live = new Set<number>();
+    for (const g of this.#groups.values()) for (const [pasid, h] of g.pasidArray) if (pasid && h?.domain?.type === 'sva') live.add(pasid);
+    for (const pasid of live) if (!this.sva.allocatedPasids().includes(pasid)) errs.push(`PASID ${pasid} is bound but not allocated`);
     return errs;
   }
 }
