@@ -1,5 +1,6 @@
 /*
- * Emulated /sys (/sys/kernel/iommu_groups and below). Directories: the daemon lists one once at
+ * Emulated /sys (/sys/kernel/iommu_groups, /sys/bus/pci, the PCI device directories, VFIO's
+ * classes; src/kernel/sysfs.ts). Directories: the daemon lists one once at
  * opendir (EMU_LISTDIR, protocol.h) and the shim hands the entries out as struct dirent / dirent64
  * from its own DIR stand-in. Attributes: open gives a memfd with the attribute's text. Every DIR* the shim did not make goes to
  * the C library untouched; the shim's own are told apart by their address, kept in a list.
@@ -39,7 +40,26 @@ struct emu_dir {
 static struct emu_dir *dirs;
 static pthread_mutex_t dirs_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static const char *const roots[] = { "/sys/kernel/iommu_groups" };
+/* src/kernel/sysfs.ts SYSFS_ROOTS, and the PCI root buses /sys/devices/pciDDDD:BB. */
+static const char *const roots[] = {
+	"/sys/kernel/iommu_groups", "/sys/bus/pci", "/sys/devices/virtual/vfio",
+	"/sys/devices/virtual/iommu", "/sys/class/vfio", "/sys/class/vfio-dev", "/sys/class/iommu",
+};
+
+static int pci_root_bus(const char *p)
+{
+	static const char pre[] = "/sys/devices/pci";
+	const char *q = p + sizeof(pre) - 1;
+
+	if (strncmp(p, pre, sizeof(pre) - 1))
+		return 0;
+	for (int i = 0; i < 7; i++) {
+		int hex = (q[i] >= '0' && q[i] <= '9') || (q[i] >= 'a' && q[i] <= 'f');
+		if (i == 4 ? q[i] != ':' : !hex)
+			return 0;
+	}
+	return q[7] == 0 || q[7] == '/';
+}
 
 static int sysfs_path(const char *p)
 {
@@ -48,7 +68,7 @@ static int sysfs_path(const char *p)
 		if (!strncmp(p, roots[i], n) && (p[n] == 0 || p[n] == '/'))
 			return 1;
 	}
-	return 0;
+	return pci_root_bus(p);
 }
 
 static struct emu_dir *ours(DIR *d)
@@ -62,10 +82,11 @@ static struct emu_dir *ours(DIR *d)
 }
 
 /*
- * The whole answer of a LISTDIR or SYSFS_READ for path, in a malloc'ed buffer (*len bytes), asking
- * again with a bigger buffer while the answer does not fit; NULL with errno on failure.
+ * The whole answer of a LISTDIR, SYSFS_READ, READLINK (path) or FD_LINK (fd) in a malloc'ed
+ * buffer (*len bytes), asking again with a bigger buffer while the answer does not fit; NULL with
+ * errno on failure.
  */
-static char *fetch(uint32_t op, const char *path, size_t *len)
+char *emu_fetch(uint32_t op, int fd, const char *path, size_t *len)
 {
 	size_t cap = 4096;
 	for (;;) {
@@ -74,7 +95,7 @@ static char *fetch(uint32_t op, const char *path, size_t *len)
 			errno = ENOMEM;
 			return NULL;
 		}
-		int64_t n = emu_rpc(op, -1, -1, (uintptr_t)buf, cap, path, strlen(path));
+		int64_t n = emu_rpc(op, fd, -1, (uintptr_t)buf, cap, path, path ? strlen(path) : 0);
 		if (n >= 0 && (size_t)n <= cap) {
 			*len = n;
 			return buf;
@@ -89,7 +110,7 @@ static char *fetch(uint32_t op, const char *path, size_t *len)
 DIR *emu_opendir(const char *name)
 {
 	size_t len;
-	char *list = fetch(EMU_LISTDIR, name, &len);
+	char *list = emu_fetch(EMU_LISTDIR, -1, name, &len);
 	if (!list)
 		return NULL;
 	struct emu_dir *e = calloc(1, sizeof(*e));
@@ -207,8 +228,8 @@ int emulated_sysfs_path(const char *p)
 }
 
 /*
- * An emulated sysfs attribute opens as a real memfd holding its text (sysfs fixes the text at the
- * first read anyway), so read, fopen and mmap all work natively.
+ * An emulated sysfs attribute opens as a real memfd holding its content (sysfs fixes the text at
+ * the first read anyway; config is read at open), so read, fopen and mmap all work natively.
  */
 int sysfs_open(const char *path, int flags)
 {
@@ -220,7 +241,7 @@ int sysfs_open(const char *path, int flags)
 		errno = EACCES;
 		return -1;
 	}
-	text = fetch(EMU_SYSFS_READ, path, &len);
+	text = emu_fetch(EMU_SYSFS_READ, -1, path, &len);
 	if (!text)
 		return -1;
 	fd = memfd_create("iommufd-emu-sysfs", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);

@@ -140,9 +140,14 @@ static void *mmap_common(void *addr, size_t len, int prot, int flags, int fd, of
 		errno = EINVAL;
 		return MAP_FAILED;
 	}
-	p = is64 ? real_mmap64(addr, len, prot, flags, fd, off) : real_mmap(addr, len, prot, flags, fd, off);
+	if (!(flags & MAP_ANONYMOUS) && is_emulated(fd))
+		p = emu_mmap_io(addr, len, prot, flags, fd, off);
+	else
+		p = is64 ? real_mmap64(addr, len, prot, flags, fd, off) : real_mmap(addr, len, prot, flags, fd, off);
 	if (p != MAP_FAILED && (flags & MAP_FIXED))
 		huge_forget((uintptr_t)p, (uintptr_t)p + len);
+	if (p != MAP_FAILED && (flags & MAP_FIXED) && !is_emulated(fd))
+		io_forget((uintptr_t)p, (uintptr_t)p + len);
 	return p;
 }
 
@@ -171,5 +176,7 @@ int munmap(void *addr, size_t len)
 	r = real_munmap(addr, len);
 	if (!r && hit)
 		huge_forget(a, b);
+	if (!r && io_hit(a, b))
+		io_forget(a, b);
 	return r;
 }

@@ -627,16 +627,16 @@ int dup3(int oldfd, int newfd, int flags)
 	return dup_to(oldfd, newfd, real_dup3(oldfd, newfd, flags));
 }
 
-int fcntl(int fd, int cmd, ...)
+static int fcntl_common(int fd, int cmd, unsigned long arg)
 {
-	va_list ap;
-	unsigned long arg;
 	int r;
 
-	va_start(ap, cmd);
-	arg = va_arg(ap, unsigned long);
-	va_end(ap);
 	resolve_fcntl();
+	/* The status flags are the emulated file's (its access mode is not the pipe's). */
+	if (cmd == F_GETFL && is_emulated(fd))
+		return (int)emu_rpc(EMU_FCNTL, fd, -1, F_GETFL, 0, NULL, 0);
+	if (cmd == F_SETFL && is_emulated(fd) && emu_rpc(EMU_FCNTL, fd, -1, F_SETFL, arg, NULL, 0) < 0)
+		return -1;
 	r = real_fcntl(fd, cmd, arg);
 	if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && r >= 0 && is_emulated(fd) &&
 	    mirror_dup(fd, r)) {
@@ -646,6 +646,29 @@ int fcntl(int fd, int cmd, ...)
 		return -1;
 	}
 	return r;
+}
+
+int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	unsigned long arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	return fcntl_common(fd, cmd, arg);
+}
+
+/* What programs built with _FILE_OFFSET_BITS=64 call; the same on x86-64. */
+int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	unsigned long arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	return fcntl_common(fd, cmd, arg);
 }
 
 pid_t fork(void)

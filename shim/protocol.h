@@ -25,16 +25,34 @@ enum {
 	EMU_LISTDIR = 19,
 	EMU_SYSFS_READ = 20,
 	EMU_NOTIFY = 21,
+	EMU_READLINK = 22,
+	EMU_FD_LINK = 23,
+	EMU_FCNTL = 24,
+	EMU_MMAP = 25,
+	EMU_MMIO = 26,
+	EMU_MUNMAP_IO = 27,
 };
+
+/*
+ * MMAP (fd, a0 = length, a1 = prot | flags << 32, a2 = offset): ret = a mapping id. MMIO (a0 = id,
+ * a1 = byte offset in the mapping, a2 = size | write << 8, payload = the u64 to write): ret = the
+ * value read; failure (errno set, ret -1) means SIGBUS. MUNMAP_IO (a0 = id): the mapping is gone.
+ */
 
 /*
  * NOTIFY (a0 = pid) opens a process's notify connection (notify.c): after its response the daemon
  * only sends notes on it, each a struct emu_note. SIGNAL adds 1 to the eventfd pinned as `token`;
- * PUT drops that pin. `seq` counts the process's notes from 1.
+ * PUT drops that pin; WATCH/UNWATCH start and stop watching it for writes, each reported back
+ * with a FIRED note. `seq` counts the process's notes from 1.
  */
 enum {
 	EMU_NOTE_SIGNAL = 1,
 	EMU_NOTE_PUT = 2,
+	/* Watch the pin: whenever it is readable, read (consume) its count and send FIRED back. */
+	EMU_NOTE_WATCH = 3,
+	EMU_NOTE_UNWATCH = 4,
+	/* Shim to daemon on the notify connection: the watched pin `token` was written (seq 0). */
+	EMU_NOTE_FIRED = 5,
 };
 
 struct emu_note {
@@ -58,7 +76,11 @@ struct emu_note {
 /*
  * LISTDIR (payload = path, a0 = buffer, a1 = its size): an emulated /sys directory's entries as
  * d_type byte, name, NUL each; ret is the listing's size (nothing written if it exceeds a1).
- * SYSFS_READ (same arguments): an emulated /sys attribute's text, likewise.
+ * SYSFS_READ (same arguments): an emulated /sys attribute's content, likewise. READLINK (same
+ * arguments): an emulated /sys link's target, likewise. FD_LINK (fd, a0, a1): what
+ * /proc/PID/fd/FD shows for an emulated fd, likewise.
+ * FCNTL (fd, a0 = F_GETFL or F_SETFL, a1 = argument): the emulated file's status flags (F_GETFL's
+ * answer; F_SETFL changes the settable ones and answers 0).
  */
 
 /* emu_resp.flags */

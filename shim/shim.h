@@ -2,6 +2,7 @@
 #ifndef IOMMUFD_EMU_SHIM_H
 #define IOMMUFD_EMU_SHIM_H
 #include <stdint.h>
+#include <sys/types.h>
 
 /* `real_NAME`, the next definition of NAME after the shim's, looked up once by `resolve_NAME()`. */
 #define REAL(ret, name, ...)                                                   \
@@ -48,5 +49,16 @@ SHIM_INTERNAL int emulated_sysfs_path(const char *p);
 SHIM_INTERNAL DIR *emu_opendir(const char *name);
 /* open of an emulated /sys attribute: a real memfd with its text, or -1 with errno. */
 SHIM_INTERNAL int sysfs_open(const char *path, int flags);
+/*
+ * dir.c: the whole answer of a sized request (LISTDIR, SYSFS_READ, READLINK with path; FD_LINK
+ * with fd) in a malloc'ed buffer of *len bytes, or NULL with errno.
+ */
+SHIM_INTERNAL char *emu_fetch(uint32_t op, int fd, const char *path, size_t *len);
+
+/* mmio.c: mmap of an emulated fd (device MMIO trapped and served by the daemon). */
+SHIM_INTERNAL void *emu_mmap_io(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+/* mmio.c: whether [a, b) overlaps an MMIO mapping; and forgetting what [a, b) held. */
+SHIM_INTERNAL int io_hit(uintptr_t a, uintptr_t b);
+SHIM_INTERNAL void io_forget(uintptr_t a, uintptr_t b);
 
 #endif

@@ -4,10 +4,13 @@
  * has one, and per-byte write masks (what software can change) applied on every write. BARs size
  * themselves the standard way (write all-ones, read back the size mask and the type bits).
  *
- * Layout of what a model gets: vendor/device, COMMAND (writable: I/O, memory, bus master, parity,
- * SERR, INTx disable), STATUS (capability list; the INTx status bit follows the pin), revision and
- * class, cache line size and latency timer (writable), BAR0..BAR5, subsystem IDs, the capability
- * pointer, interrupt line (writable) and pin, and the MSI capability at 0x40.
+ * Layout of what a model gets, with QEMU's write masks (pci_init_wmask, msi_init): vendor/device,
+ * COMMAND (writable: I/O, memory, bus master, SERR, INTx disable), STATUS (capability list; the
+ * INTx status bit follows the pin), revision and class, cache line size (writable), latency timer
+ * (read-only 0: a PCI Express-era function), BAR0..BAR5, subsystem IDs, the capability pointer,
+ * interrupt line (writable) and pin, and the MSI capability at 0x40 (enable, queue size, address
+ * and data writable). Device-specific space (0x40 up) that no capability claims is plain writable
+ * storage, as QEMU leaves it.
  */
 
 import type { PciPlacement } from './pci.js';
@@ -109,10 +112,10 @@ export class PciConfigSpace {
     dv.setUint16(0x0a, id.classCode >> 8, true);
     dv.setUint16(PCI_SUBSYSTEM_VENDOR_ID, id.subsystemVendor ?? 0, true);
     dv.setUint16(PCI_SUBSYSTEM_ID, id.subsystemId ?? 0, true);
-    this.#setMask(PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_PARITY | PCI_COMMAND_SERR | PCI_COMMAND_INTX_DISABLE);
+    this.#setMask(PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_SERR | PCI_COMMAND_INTX_DISABLE);
     this.#setMask(PCI_CACHE_LINE_SIZE, 1, 0xff);
-    this.#setMask(PCI_LATENCY_TIMER, 1, 0xff);
     this.#setMask(PCI_INTERRUPT_LINE, 1, 0xff);
+    this.#wmask.fill(0xff, PCI_STD_HEADER_SIZEOF);
     const bars = id.bars ?? [];
     for (let i = 0; i < 6; i++) {
       const b = bars[i];
@@ -146,6 +149,7 @@ export class PciConfigSpace {
       dv.setUint8(at, PCI_CAP_ID_MSI);
       const flags = (Math.log2(m.vectors) << 1) | (m.addr64 ? PCI_MSI_FLAGS_64BIT : 0) | (m.perVectorMask ? PCI_MSI_FLAGS_MASKBIT : 0);
       dv.setUint16(at + PCI_MSI_FLAGS, flags, true);
+      this.#wmask.fill(0, at, at + msiCapLength(flags));
       this.#setMask(at + PCI_MSI_FLAGS, 2, PCI_MSI_FLAGS_ENABLE | PCI_MSI_FLAGS_QSIZE);
       this.#setMask(at + PCI_MSI_ADDRESS_LO, 4, 0xfffffffc);
       if (m.addr64) this.#setMask(at + PCI_MSI_ADDRESS_HI, 4, 0xffffffff);

@@ -4,14 +4,14 @@
  * adds 1 to the counter (eventfd_signal).
  *
  * In-process, `Process.eventfd()` makes an emulated eventfd. Through the daemon the client's
- * eventfds are real files in the client: the process's `remoteEventfd` hook finds them (by fd
- * number, checked to be an eventfd) and signals them in the client.
+ * eventfds are real files in the client: fget finds them as foreign files (vfs.ts) that know how
+ * to pin and signal them in the client.
  */
 
 import { Errno, fail } from '../errno.js';
 import type { Process } from './process.js';
 import { copyFromUser, copyToUser } from './uaccess.js';
-import { File, type FileOperations, O_NONBLOCK, POLLIN, POLLOUT } from './vfs.js';
+import { File, FOREIGN_FOPS, type FileOperations, type ForeignFile, O_NONBLOCK, POLLIN, POLLOUT } from './vfs.js';
 
 export const EFD_SEMAPHORE = 1;
 export const EFD_CLOEXEC = 0o2000000;
@@ -24,6 +24,13 @@ export interface EventfdCtx {
   readonly label: string;
   signal(): void;
   put(): void;
+  /**
+   * The kernel as a reader (virqfd: IOEVENTFD, INTx unmask by eventfd): `fn` runs each time the
+   * eventfd is written, and the count it added is consumed (eventfd_ctx_do_read in the wait
+   * queue callback); a count already pending runs `fn` once at once and stays (vfio_virqfd_enable).
+   * Returns the way to stop watching.
+   */
+  watch(fn: () => void): () => void;
 }
 
 export class Eventfd {
@@ -31,10 +38,19 @@ export class Eventfd {
   /** Total signals delivered (for tests and the object graph). */
   signals = 0;
   readonly semaphore: boolean;
+  /** Kernel readers woken by every write (virqfd). */
+  readonly watchers = new Set<() => void>();
 
   constructor(initval: bigint, semaphore: boolean) {
     this.count = initval;
     this.semaphore = semaphore;
+  }
+
+  /** The count went up: wake the wait queue; a kernel reader takes the count (eventfd_ctx_do_read). */
+  wake(): void {
+    if (!this.watchers.size) return;
+    this.count -= this.semaphore ? 1n : this.count;
+    for (const fn of [...this.watchers]) fn();
   }
 }
 
@@ -58,6 +74,7 @@ export const EVENTFD_FOPS: FileOperations = {
     if (v === ULLONG_MAX) fail(Errno.EINVAL, 'an eventfd cannot be written 0xffffffffffffffff');
     if (e.count + v >= ULLONG_MAX) fail(Errno.EAGAIN, 'the eventfd counter would overflow (an emulated write never blocks)');
     e.count += v;
+    if (v) e.wake();
     return 8;
   },
   poll(file) {
@@ -73,8 +90,12 @@ export function eventfdFile(initval: number, flags: number): File {
 
 /** eventfd_ctx_fdget: EBADF for no file, EINVAL for a file that is not an eventfd. */
 export function eventfdCtxFdget(task: Process, fd: number): EventfdCtx {
-  if (fd >= 0 && !task.hasFd(fd) && task.remoteEventfd) return task.remoteEventfd(fd);
   const f = task.fget(fd);
+  if (f.ops === FOREIGN_FOPS) {
+    const remote = (f.priv as ForeignFile).eventfd;
+    if (!remote) fail(Errno.EINVAL, `fd ${fd} is ${f.path}, not an eventfd`);
+    return remote();
+  }
   if (f.ops !== EVENTFD_FOPS) fail(Errno.EINVAL, `fd ${fd} is ${f.ops.name}, not an eventfd`);
   const e = f.priv as Eventfd;
   f.get();
@@ -83,7 +104,15 @@ export function eventfdCtxFdget(task: Process, fd: number): EventfdCtx {
     signal: () => {
       e.signals++;
       if (e.count < ULLONG_MAX - 1n) e.count++;
+      e.wake();
     },
     put: () => f.put(),
+    watch: (fn) => {
+      // A private wrapper per watch, so one function watching twice unhooks once each.
+      const w = (): void => fn();
+      e.watchers.add(w);
+      if (e.count > 0n) fn();
+      return () => e.watchers.delete(w);
+    },
   };
 }

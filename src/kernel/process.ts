@@ -8,7 +8,7 @@
 import { Errno, KernelError, fail } from '../errno.js';
 import type { Machine, UserStruct } from './machine.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, type Mm, PROT_READ, PROT_WRITE } from './mm/mm.js';
-import { type EventfdCtx, eventfdFile } from './eventfd.js';
+import { eventfdFile } from './eventfd.js';
 import { procOpen } from './procfs.js';
 import { sysfsList, sysfsOpen, sysfsText } from './sysfs.js';
 import { copyToUser } from './uaccess.js';
@@ -85,20 +85,16 @@ export class Process {
     return this.cred.caps.has(cap);
   }
 
-  /** Whether `fd` is open in the emulated fd table. */
-  hasFd(fd: number): boolean {
-    return Number.isInteger(fd) && fd >= 0 && !!this.#fds[fd];
-  }
-
   /**
-   * Through the daemon: the client's own eventfd at `fd` (not an emulated file), or EBADF/EINVAL.
-   * In-process there is none; eventfds are emulated files.
+   * Through the daemon: the client's real (not emulated) file at `fd`, as a foreign file (vfs.ts),
+   * or null when nothing is open there. In-process there is none: every file is emulated.
    */
-  remoteEventfd: ((fd: number) => EventfdCtx) | null = null;
+  foreignFile: ((fd: number) => File | null) | null = null;
 
-  /** fget: the file behind `fd`, or EBADF. */
+  /** fget: the file behind `fd` (a foreign file for a client's real one), or EBADF. */
   fget(fd: number): File {
-    const f = Number.isInteger(fd) && fd >= 0 ? this.#fds[fd] : undefined;
+    const valid = Number.isInteger(fd) && fd >= 0;
+    const f = (valid ? this.#fds[fd] : undefined) ?? (valid ? this.foreignFile?.(fd) : null);
     if (!f) fail(Errno.EBADF, `fd ${fd} is not open in pid ${this.pid}`);
     return f;
   }

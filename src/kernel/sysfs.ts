@@ -2,20 +2,30 @@
  * The slice of /sys that iommufd and VFIO users read to find their devices, computed from the
  * machine's state on every lookup (sysfs holds no state of its own):
  *
- *   /sys/kernel/iommu_groups/                      one directory per IOMMU group, by ID
- *   /sys/kernel/iommu_groups/N/devices/NAME        a link per device of the group
- *   /sys/kernel/iommu_groups/N/type                the default domain's type ("DMA", "identity", ...)
- *   /sys/kernel/iommu_groups/N/reserved_regions    "0x%016llx 0x%016llx %s" per region, merged
+ *   /sys/kernel/iommu_groups/N/{devices/BDF@, type, reserved_regions}
+ *   /sys/bus/pci/devices/BDF@                      -> ../../../devices/pciDDDD:BB/BDF
+ *   /sys/bus/pci/drivers/DRIVER/BDF@               the functions each driver has
+ *   /sys/devices/pciDDDD:BB/BDF/                   a PCI function: config (the hardware's config
+ *       space; 64 bytes for readers without CAP_SYS_ADMIN, as pci_read_config), vendor, device,
+ *       subsystem_vendor, subsystem_device, class, revision, enable, driver_override, and the links
+ *       driver@, iommu@, iommu_group@; with a VFIO cdev, vfio-dev/vfioN/{dev, uevent, device@}
+ *   /sys/class/vfio-dev/vfioN@, /sys/class/vfio/N@ -> /sys/devices/virtual/vfio/N/{dev, uevent}
+ *   /sys/class/iommu/UNIT@ -> /sys/devices/virtual/iommu/UNIT/devices/BDF@
  *
- * Directories list with readdir (`sysfsList`); attributes open as read-only seekable files whose
- * text is fixed at open, as sysfs fills a page at the first read.
+ * (@: a symlink, with the relative target the kernel gives it.) Paths resolve as the VFS resolves
+ * them: a link in the middle of a path is followed, a link at its end is followed by open and
+ * opendir but read by readlink. Directories list with readdir (`sysfsList`); attributes open as
+ * read-only seekable files whose text is fixed at open, as sysfs fills a page at the first read
+ * (config reads the hardware at every read, like the real binary attribute).
  */
 
 import { Errno, fail } from '../errno.js';
+import { PciDevice } from '../hw/pci.js';
 import { IOMMU_RESV, type IommuGroup, type ResvRegion } from './iommu/core.js';
 import type { Machine } from './machine.js';
-import type { Process } from './process.js';
+import { CAP_SYS_ADMIN, type Process } from './process.js';
 import { copyToUser } from './uaccess.js';
+import { VFIO_CDEV_MAJOR, VFIO_GROUP_MAJOR } from './vfio/vfio_main.js';
 import { File, type FileOperations, O_RDONLY } from './vfs.js';
 
 /** d_type values (dirent.h). */
@@ -29,9 +39,29 @@ export interface SysfsDirent {
 }
 
 /** The sysfs prefixes this module answers for; everything below them is emulated, nothing else. */
-export const SYSFS_ROOTS = ['/sys/kernel/iommu_groups'] as const;
+export const SYSFS_ROOTS = [
+  '/sys/kernel/iommu_groups',
+  '/sys/bus/pci',
+  '/sys/devices/virtual/vfio',
+  '/sys/devices/virtual/iommu',
+  '/sys/class/vfio',
+  '/sys/class/vfio-dev',
+  '/sys/class/iommu',
+] as const;
+/** PCI root buses (/sys/devices/pciDDDD:BB) are emulated too, whichever the machine has. */
+const PCI_ROOT_RE = /^\/sys\/devices\/pci[0-9a-f]{4}:[0-9a-f]{2}(\/|$)/;
 
-type Node = { dir: SysfsDirent[] } | { text: string };
+/** How many links one lookup follows (MAXSYMLINKS). */
+const MAXSYMLINKS = 40;
+/** pci_read_config: what a reader without CAP_SYS_ADMIN sees of a conventional function. */
+const UNPRIVILEGED_CONFIG = 64;
+
+/** A directory (entries computed when asked), an attribute, or a symlink. */
+type Node =
+  | { dir: () => Record<string, Node> }
+  | { text: () => string }
+  | { bytes: (task: Process | null) => Uint8Array }
+  | { link: string };
 
 const RESV_NAMES: Record<number, string> = {
   [IOMMU_RESV.DIRECT]: 'direct',
@@ -42,6 +72,8 @@ const RESV_NAMES: Record<number, string> = {
 };
 
 const hex16 = (v: bigint): string => `0x${v.toString(16).padStart(16, '0')}`;
+const hexN = (v: number, digits: number): string => `0x${v.toString(16).padStart(digits, '0')}\n`;
+const text = (s: string): Node => ({ text: () => s });
 
 /** iommu_get_group_resv_regions: every device's regions sorted by start, each merged with the last of its type it overlaps or touches. */
 function groupResvRegions(g: IommuGroup): ResvRegion[] {
@@ -77,47 +109,192 @@ function groupType(g: IommuGroup): string {
   }
 }
 
-function lookup(m: Machine, path: string): Node | null {
-  const parts = path.replace(/\/+$/, '').split('/').filter(Boolean);
-  if (parts.length < 3 || parts[0] !== 'sys' || parts[1] !== 'kernel' || parts[2] !== 'iommu_groups') return null;
-  if (parts.length === 3) return { dir: m.iommu.groups().map((g) => ({ name: String(g.id), type: DT_DIR })) };
-  const idText = parts[3]!;
-  const g = /^\d+$/.test(idText) ? m.iommu.group(Number(idText)) : undefined;
-  if (!g) return null;
-  if (parts.length === 4) {
-    return { dir: [{ name: 'devices', type: DT_DIR }, { name: 'reserved_regions', type: DT_REG }, { name: 'type', type: DT_REG }] };
+/** The directory a PCI function's root bus is (pci_bus_add: "pciDDDD:BB"). */
+const rootBus = (d: PciDevice): string => `pci${d.segment.toString(16).padStart(4, '0')}:${d.busNr.toString(16).padStart(2, '0')}`;
+/** Where a device lives, relative to /sys. */
+const devicePath = (d: { name: string }): string => (d instanceof PciDevice ? `devices/${rootBus(d)}/${d.bdf}` : `devices/platform/${d.name}`);
+
+function iommuGroups(m: Machine): Node {
+  const group = (g: IommuGroup): Node => ({
+    dir: () => ({
+      devices: { dir: () => Object.fromEntries(g.devices.map((d) => [d.name, { link: `../../../../${devicePath(d)}` }])) },
+      reserved_regions: {
+        text: () => groupResvRegions(g).map((r) => `${hex16(r.start)} ${hex16(r.start + r.length - 1n)} ${RESV_NAMES[r.type] ?? 'reserved'}\n`).join(''),
+      },
+      type: { text: () => `${groupType(g)}\n` },
+    }),
+  });
+  return { dir: () => Object.fromEntries(m.iommu.groups().map((g) => [String(g.id), group(g)])) };
+}
+
+/** /sys/devices/pciDDDD:BB/BDF. */
+function pciFunction(m: Machine, d: PciDevice): Node {
+  const vdev = m.vfio.deviceFor(d);
+  const cfg = d.cfg;
+  return {
+    dir: () => {
+      const e: Record<string, Node> = {
+        config: {
+          bytes: (task) => d.config.slice(0, !task || task.capable(CAP_SYS_ADMIN) ? d.config.length : UNPRIVILEGED_CONFIG),
+        },
+        vendor: { text: () => hexN(d.vendor, 4) },
+        device: { text: () => hexN(d.deviceId, 4) },
+        subsystem_vendor: { text: () => hexN(cfg.read(0x2c, 2), 4) },
+        subsystem_device: { text: () => hexN(cfg.read(0x2e, 2), 4) },
+        class: { text: () => hexN(d.classCode, 6) },
+        revision: { text: () => hexN(cfg.read(0x08, 1), 2) },
+        // pci_enable_device's count: vfio-pci enables the function while it is open.
+        enable: { text: () => `${vdev && vdev.openCount > 0 ? 1 : 0}\n` },
+        driver_override: { text: () => `${d.driver === 'vfio-pci' ? 'vfio-pci' : '(null)'}\n` },
+        iommu: { link: `../../virtual/iommu/${d.unit.name}` },
+      };
+      if (d.driver) e.driver = { link: `../../../bus/pci/drivers/${d.driver}` };
+      if (d.group) e.iommu_group = { link: `../../../kernel/iommu_groups/${d.group.id}` };
+      if (vdev?.hasCdev) {
+        const chr = {
+          dev: text(`${VFIO_CDEV_MAJOR}:${vdev.index}\n`),
+          uevent: text(`MAJOR=${VFIO_CDEV_MAJOR}\nMINOR=${vdev.index}\nDEVNAME=vfio/devices/${vdev.name}\n`),
+          device: { link: `../../../${d.bdf}` },
+        };
+        e['vfio-dev'] = { dir: () => ({ [vdev.name]: { dir: () => chr } }) };
+      }
+      return e;
+    },
+  };
+}
+
+function sysRoot(m: Machine): Node {
+  const pci = (): PciDevice[] => m.iommu.pciDevices().sort((a, b) => (a.bdf < b.bdf ? -1 : 1));
+  const units = (): string[] => [...new Set(pci().map((d) => d.unit.name))].sort();
+  const devices = (): Record<string, Node> => {
+    const roots: Record<string, Record<string, Node>> = {};
+    for (const d of pci()) (roots[rootBus(d)] ??= {})[d.bdf] = pciFunction(m, d);
+    const vfioGroups = Object.fromEntries(
+      m.vfio.allGroups().map((g) => [g.name, {
+        dir: () => ({ dev: text(`${VFIO_GROUP_MAJOR}:${g.minor}\n`), uevent: text(`MAJOR=${VFIO_GROUP_MAJOR}\nMINOR=${g.minor}\nDEVNAME=vfio/${g.name}\n`) }),
+      }]),
+    );
+    const iommus = Object.fromEntries(units().map((u) => [u, {
+      dir: () => ({ devices: { dir: () => Object.fromEntries(pci().filter((d) => d.unit.name === u).map((d) => [d.bdf, { link: `../../../../${rootBus(d)}/${d.bdf}` }])) } }),
+    }]));
+    return {
+      ...Object.fromEntries(Object.entries(roots).map(([k, v]) => [k, { dir: () => v }])),
+      virtual: { dir: () => ({ vfio: { dir: () => vfioGroups }, iommu: { dir: () => iommus } }) },
+    };
+  };
+  const drivers = (): Record<string, Node> => {
+    const out: Record<string, Record<string, Node>> = {};
+    for (const d of pci()) if (d.driver) (out[d.driver] ??= {})[d.bdf] = { link: `../../../../${devicePath(d)}` };
+    return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { dir: () => v }]));
+  };
+  const classes = (): Record<string, Node> => ({
+    vfio: { dir: () => Object.fromEntries(m.vfio.allGroups().map((g) => [g.name, { link: `../../devices/virtual/vfio/${g.name}` }])) },
+    'vfio-dev': {
+      dir: () => Object.fromEntries(m.vfio.devices().filter((v) => v.hasCdev && v.dev instanceof PciDevice).map((v) => [v.name, { link: `../../${devicePath(v.dev)}/vfio-dev/${v.name}` }])),
+    },
+    iommu: { dir: () => Object.fromEntries(units().map((u) => [u, { link: `../../devices/virtual/iommu/${u}` }])) },
+  });
+  return {
+    dir: () => ({
+      kernel: { dir: () => ({ iommu_groups: iommuGroups(m) }) },
+      bus: {
+        dir: () => ({
+          pci: { dir: () => ({ devices: { dir: () => Object.fromEntries(pci().map((d) => [d.bdf, { link: `../../../${devicePath(d)}` }])) }, drivers: { dir: drivers } }) },
+        }),
+      },
+      devices: { dir: devices },
+      class: { dir: classes },
+    }),
+  };
+}
+
+const split = (path: string): string[] => path.split('/').filter((p) => p && p !== '.');
+
+/**
+ * Resolve `path` (absolute) to a node: links in the middle are followed, and the last one too
+ * unless `nofollow`. Null when a component is missing or not a directory.
+ */
+function resolve(m: Machine, path: string, nofollow: boolean): Node | null {
+  const todo = split(path);
+  // The directories walked so far, "/" first: ".." and relative link targets climb back up it.
+  const stack: Node[] = [{ dir: () => ({ sys: sysRoot(m) }) }];
+  let links = 0;
+  while (todo.length) {
+    const name = todo.shift()!;
+    if (name === '..') {
+      if (stack.length > 1) stack.pop();
+      continue;
+    }
+    const dir = stack[stack.length - 1]!;
+    if (!('dir' in dir)) return null;
+    const next = dir.dir()[name];
+    if (!next) return null;
+    if ('link' in next && (todo.length || !nofollow)) {
+      // The tree's links never loop; a loop is an emulator bug, not ELOOP.
+      if (++links > MAXSYMLINKS) throw new Error(`${path}: sysfs links loop`);
+      todo.unshift(...split(next.link));
+      continue;
+    }
+    stack.push(next);
   }
-  const leaf = parts[4]!;
-  if (parts.length === 5 && leaf === 'type') return { text: `${groupType(g)}\n` };
-  if (parts.length === 5 && leaf === 'reserved_regions') {
-    return { text: groupResvRegions(g).map((r) => `${hex16(r.start)} ${hex16(r.start + r.length - 1n)} ${RESV_NAMES[r.type] ?? 'reserved'}\n`).join('') };
-  }
-  if (leaf === 'devices') {
-    if (parts.length === 5) return { dir: g.devices.map((d) => ({ name: d.name, type: DT_LNK })) };
-    if (parts.length === 6 && g.devices.some((d) => d.name === parts[5])) return { dir: [] };
-  }
-  return null;
+  return stack[stack.length - 1]!;
+}
+
+function lookup(m: Machine, path: string, nofollow = false): Node {
+  if (!path.startsWith('/')) fail(Errno.ENOENT, `${path}: not an absolute path`);
+  const n = isSysfsPath(path) ? resolve(m, path, nofollow) : null;
+  if (!n) fail(Errno.ENOENT, `${path}: no such file or directory`);
+  return n;
 }
 
 /** Whether `path` is at or below an emulated sysfs root. */
 export function isSysfsPath(path: string): boolean {
-  return SYSFS_ROOTS.some((r) => path === r || path.startsWith(`${r}/`));
+  return SYSFS_ROOTS.some((r) => path === r || path.startsWith(`${r}/`)) || PCI_ROOT_RE.test(path);
 }
+
+const direntType = (n: Node): number => ('dir' in n ? DT_DIR : 'link' in n ? DT_LNK : DT_REG);
 
 /** The entries of an emulated sysfs directory ("." and ".." first, as readdir gives them). */
 export function sysfsList(m: Machine, path: string): SysfsDirent[] {
   const n = lookup(m, path);
-  if (!n) fail(Errno.ENOENT, `${path}: no such file or directory`);
   if (!('dir' in n)) fail(Errno.ENOTDIR, `${path} is not a directory`);
-  return [{ name: '.', type: DT_DIR }, { name: '..', type: DT_DIR }, ...n.dir];
+  const entries = Object.entries(n.dir()).map(([name, e]) => ({ name, type: direntType(e) }));
+  return [{ name: '.', type: DT_DIR }, { name: '..', type: DT_DIR }, ...entries];
+}
+
+/** readlink of an emulated sysfs link: its relative target; EINVAL for anything else. */
+export function sysfsReadlink(m: Machine, path: string): string {
+  const n = lookup(m, path, true);
+  if (!('link' in n)) fail(Errno.EINVAL, `${path} is not a symbolic link`);
+  return n.link;
+}
+
+/** An attribute's content as `task` reads it (null: with every privilege). */
+function content(n: Node, path: string, task: Process | null): Uint8Array {
+  if ('dir' in n) fail(Errno.EISDIR, `${path} is a directory`);
+  if ('bytes' in n) return n.bytes(task);
+  if ('text' in n) return new TextEncoder().encode(n.text());
+  throw new Error(`${path}: lookup returned a link`);
+}
+
+/** An emulated sysfs text attribute's text. */
+export function sysfsText(m: Machine, path: string): string {
+  const n = lookup(m, path);
+  if ('bytes' in n) fail(Errno.EINVAL, `${path} is a binary attribute: open and read it`);
+  return new TextDecoder().decode(content(n, path, null));
+}
+
+/** An emulated sysfs attribute's whole content, as `task` may read it. */
+export function sysfsRead(task: Process, path: string): Uint8Array {
+  return content(lookup(task.machine, path), path, task);
 }
 
 const attrFops: FileOperations = {
   name: 'sysfs',
   seekable: true,
   read(file: File, task: Process, buf: bigint, count: number): number {
-    const text = file.priv as Uint8Array;
-    const chunk = text.subarray(Math.min(file.pos, text.length), Math.min(file.pos + count, text.length));
+    const data = (file.priv as () => Uint8Array)();
+    const chunk = data.subarray(Math.min(file.pos, data.length), Math.min(file.pos + count, data.length));
     copyToUser(task, buf, chunk, `reading ${file.path}`);
     file.pos += chunk.length;
     return chunk.length;
@@ -127,20 +304,13 @@ const attrFops: FileOperations = {
   },
 };
 
-/** An emulated sysfs attribute's text. */
-export function sysfsText(m: Machine, path: string): string {
-  const n = isSysfsPath(path) ? lookup(m, path) : null;
-  if (!n) fail(Errno.ENOENT, `${path}: no such file or directory`);
-  if ('dir' in n) fail(Errno.EISDIR, `${path} is a directory`);
-  return n.text;
-}
-
 /** Open an emulated sysfs attribute, or null when `path` is outside the emulated roots. */
 export function sysfsOpen(task: Process, path: string, flags: number): File | null {
   if (!isSysfsPath(path)) return null;
   const n = lookup(task.machine, path);
-  if (!n) fail(Errno.ENOENT, `${path}: no such file or directory`);
   if ('dir' in n) fail(Errno.EISDIR, `${path} is a directory`);
   if ((flags & 3) !== O_RDONLY) fail(Errno.EACCES, `${path} is read-only`);
-  return new File(attrFops, path, flags, new TextEncoder().encode(n.text));
+  // Text is fixed at open; a binary attribute reads the hardware each time.
+  const fixed = 'bytes' in n ? null : content(n, path, task);
+  return new File(attrFops, path, flags, fixed ? () => fixed : () => content(n, path, task));
 }

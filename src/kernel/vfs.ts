@@ -5,13 +5,50 @@
  */
 
 import { Errno, fail } from '../errno.js';
+import type { EventfdCtx } from './eventfd.js';
 import type { Process } from './process.js';
 
 export const O_RDONLY = 0;
 export const O_WRONLY = 1;
 export const O_RDWR = 2;
+export const O_CREAT = 0o100;
+export const O_EXCL = 0o200;
+export const O_NOCTTY = 0o400;
+export const O_TRUNC = 0o1000;
+export const O_APPEND = 0o2000;
 export const O_NONBLOCK = 0o4000;
+export const O_DSYNC = 0o10000;
+export const FASYNC = 0o20000;
+export const O_DIRECT = 0o40000;
+export const O_LARGEFILE = 0o100000;
+export const O_NOATIME = 0o1000000;
 export const O_CLOEXEC = 0o2000000;
+
+export const F_GETFL = 3;
+export const F_SETFL = 4;
+/** setfl: the status flags F_SETFL may change. */
+const SETFL_MASK = O_APPEND | FASYNC | O_NONBLOCK | O_DIRECT | O_NOATIME;
+
+/**
+ * fcntl(F_GETFL / F_SETFL) on a file. f_flags keep what open() was given minus its creation flags
+ * and O_CLOEXEC (a property of the fd, not the file), with O_LARGEFILE that every open of a path
+ * gets on a 64-bit kernel; a file made inside the kernel (anon_inode_getfile) has just its access
+ * mode and O_NONBLOCK.
+ */
+export function fcntlFlags(file: File, cmd: number, arg: number): number {
+  const opened = file.path.startsWith('/');
+  const shown = (file.flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC)) | (opened ? O_LARGEFILE : 0);
+  if (cmd === F_GETFL) return opened ? shown : shown & (3 | O_NONBLOCK);
+  if (cmd !== F_SETFL) return fail(Errno.EINVAL, `fcntl command ${cmd} is not F_GETFL or F_SETFL`);
+  file.flags = (file.flags & ~SETFL_MASK) | (arg & SETFL_MASK);
+  return 0;
+}
+
+/** d_path of an open file: its path, or anon_inode:[name] for a file made inside the kernel. */
+export function filePath(file: File): string {
+  if (file.path.startsWith('/') || file.path.startsWith('anon_inode:')) return file.path;
+  return `anon_inode:${file.path.startsWith('[') ? file.path : `[${file.path}]`}`;
+}
 
 export const POLLIN = 0x1;
 export const POLLOUT = 0x4;
@@ -26,9 +63,87 @@ export interface FileOperations {
   read?(file: File, task: Process, buf: bigint, count: number): number;
   write?(file: File, task: Process, buf: bigint, count: number): number;
   poll?(file: File, task: Process): number;
-  /** mmap of the file at byte `offset`; returns the user address of the new mapping. */
-  mmap?(file: File, task: Process, addr: bigint, length: bigint, prot: number, flags: number, offset: bigint): bigint;
+  /** f_op->mmap: set up the mapping `vma` describes, or refuse it. */
+  mmap?(file: File, task: Process, vma: Vma): IoMapping;
   release?(file: File): void;
+}
+
+/**
+ * vfs_read / vfs_write's first check: the file must be open for it (EBADF otherwise). Process's
+ * read/write do not make it yet, so files that care call it from their read/write.
+ */
+export function checkFileMode(file: File, write: boolean): void {
+  const mode = file.flags & 3;
+  if (write ? mode === O_RDONLY : mode === O_WRONLY) fail(Errno.EBADF, `${file.path} is not open for ${write ? 'writing' : 'reading'}`);
+}
+
+/** What a file's mmap is asked for (the parts of vm_area_struct a driver looks at). */
+export interface Vma {
+  /** Bytes, page aligned. */
+  readonly length: bigint;
+  /** vm_pgoff: the file offset in pages. */
+  readonly pgoff: bigint;
+  readonly prot: number;
+  /** VM_SHARED: a MAP_SHARED mapping of a file opened for writing (do_mmap clears it otherwise). */
+  readonly shared: boolean;
+}
+
+/**
+ * A mapping whose pages are no memory the kernel backs (VM_PFNMAP: device MMIO). Every access is
+ * served by the driver's fault handler: `access` reads (the value) or writes `size` bytes at byte
+ * `offset` of the mapping, and throws a KernelError for an access the handler answers with
+ * SIGBUS (VM_FAULT_SIGBUS).
+ */
+export interface IoMapping {
+  access(offset: bigint, size: 1 | 2 | 4 | 8, write: boolean, value: bigint): bigint;
+}
+
+const PAGE_SHIFT = 12n;
+const PAGE_MASK = (1n << PAGE_SHIFT) - 1n;
+const MAP_SHARED = 0x01;
+const MAP_PRIVATE = 0x02;
+const MAP_SHARED_VALIDATE = 0x03;
+const MAP_TYPE = 0x0f;
+const PROT_WRITE = 0x2;
+
+/** A file mapping: the mapping, and the file reference it holds (vma->vm_file) until unmapped. */
+export interface FileMapping {
+  readonly file: File;
+  readonly vma: Vma;
+  readonly io: IoMapping;
+}
+
+/**
+ * mmap(2) of a file, up to the driver (ksys_mmap_pgoff + do_mmap's file checks): the offset
+ * page aligned, a length, a mapping type, a readable file, a writable one for a shared writable
+ * mapping, an mmap method; a shared mapping of a file not open for writing loses VM_SHARED.
+ * The mapping takes a reference on the file: closing the fd does not release it.
+ */
+export function doMmap(task: Process, file: File, length: bigint, prot: number, flags: number, offset: bigint): FileMapping {
+  if (offset & PAGE_MASK) fail(Errno.EINVAL, `mmap offset 0x${offset.toString(16)} is not page aligned`);
+  if (length <= 0n) fail(Errno.EINVAL, 'mmap of 0 bytes');
+  const len = (length + PAGE_MASK) & ~PAGE_MASK;
+  const mode = file.flags & 3;
+  const readable = mode === O_RDONLY || mode === O_RDWR;
+  const writable = mode === O_WRONLY || mode === O_RDWR;
+  let shared = false;
+  switch (flags & MAP_TYPE) {
+    case MAP_SHARED:
+    case MAP_SHARED_VALIDATE:
+      if (prot & PROT_WRITE && !writable) fail(Errno.EACCES, `${file.path} is not open for writing: no shared writable mapping`);
+      shared = writable;
+      if (!readable) fail(Errno.EACCES, `${file.path} is not open for reading: it cannot be mapped`);
+      break;
+    case MAP_PRIVATE:
+      if (!readable) fail(Errno.EACCES, `${file.path} is not open for reading: it cannot be mapped`);
+      break;
+    default:
+      fail(Errno.EINVAL, `mmap flags 0x${flags.toString(16)}: neither MAP_SHARED nor MAP_PRIVATE`);
+  }
+  if (!file.ops.mmap) fail(Errno.ENODEV, `${file.ops.name} files cannot be mapped`);
+  const vma: Vma = { length: len, pgoff: offset >> PAGE_SHIFT, prot, shared };
+  const io = file.ops.mmap(file, task, vma);
+  return { file: file.get(), vma, io };
 }
 
 export class File {
@@ -59,6 +174,24 @@ export class File {
     if (this.refs <= 0) throw new Error(`put of released file ${this.path}`);
     if (--this.refs === 0) this.ops.release?.(this);
   }
+}
+
+/**
+ * A file the emulated kernel does not implement: a daemon client's real file (/dev/null, a pipe,
+ * a socket) passed where the kernel expects one of its own. It is an open file all the same, so a
+ * type check on it fails as the kernel's does (EBADFD, EINVAL...), not with EBADF. `path` is what
+ * /proc/PID/fd shows for it.
+ */
+export const FOREIGN_FOPS: FileOperations = { name: 'foreign' };
+
+/** What a foreign file can still be to the kernel: a real eventfd gets signalled in its process. */
+export interface ForeignFile {
+  /** eventfd_ctx_fileget, for a client's real eventfd (null for any other file). */
+  readonly eventfd: (() => EventfdCtx) | null;
+}
+
+export function foreignFile(path: string, flags: number, priv: ForeignFile): File {
+  return new File(FOREIGN_FOPS, path, flags, priv);
 }
 
 export interface CharDevice {

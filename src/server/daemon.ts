@@ -21,7 +21,10 @@ import { Errno, KernelError, fail } from '../errno.js';
 import type { EventfdCtx } from '../kernel/eventfd.js';
 import type { Machine } from '../kernel/machine.js';
 import { CAP_LAST_CAP, type Process, RLIM_INFINITY, type SysResult } from '../kernel/process.js';
-import { Note, Op, type Request, RespFlag, encodeNote, encodeResponse, packStatNode, parseRequests } from './protocol.js';
+import { sysfsRead, sysfsReadlink } from '../kernel/sysfs.js';
+import { copyToUser } from '../kernel/uaccess.js';
+import { doMmap, fcntlFlags, type File, type FileMapping, filePath, foreignFile, O_RDWR } from '../kernel/vfs.js';
+import { NOTE_SIZE, Note, Op, type Request, RespFlag, encodeNote, encodeResponse, packStatNode, parseRequests } from './protocol.js';
 import { type HugeRange, RemoteMm } from './remote_mm.js';
 
 interface Client {
@@ -43,6 +46,8 @@ interface Client {
   syncSeq: number;
   /** For a notify connection: the client it notifies. */
   notifyOf: Client | null;
+  /** Pins the kernel watches (virqfd), by token: what a FIRED note runs. */
+  watches: Map<number, () => void>;
   gone: boolean;
 }
 
@@ -89,6 +94,9 @@ export class Daemon {
   readonly #clients = new Set<Client>();
   /** The client whose request is being served. */
   #current: Client | null = null;
+  /** File mappings of the clients (device MMIO), by id: each holds its file until unmapped. */
+  readonly #mappings = new Map<number, { owner: Client; map: FileMapping }>();
+  #nextMapping = 1;
 
   constructor(machine: Machine, opts: DaemonOptions = {}) {
     this.machine = machine;
@@ -123,16 +131,22 @@ export class Daemon {
 
   #accept(sock: Socket): void {
     this.#sockets.add(sock);
-    const client: Client = { proc: null, mm: null, spare: -1, spareTaken: -1, pinsOut: [], pins: 0, notify: null, notes: [], noteSeq: 0, syncSeq: 0, notifyOf: null, gone: false };
+    const client: Client = { proc: null, mm: null, spare: -1, spareTaken: -1, pinsOut: [], pins: 0, notify: null, notes: [], noteSeq: 0, syncSeq: 0, notifyOf: null, watches: new Map(), gone: false };
     this.#clients.add(client);
     let pending: Buffer = Buffer.alloc(0);
     sock.on('data', (chunk: Buffer) => {
+      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
       if (client.notifyOf) {
-        // A notify connection only listens.
-        sock.destroy();
+        // A notify connection carries FIRED notes up, nothing else.
+        for (; pending.length >= NOTE_SIZE; pending = pending.subarray(NOTE_SIZE)) {
+          if (pending.readUInt32LE(0) !== Note.FIRED) {
+            sock.destroy();
+            return;
+          }
+          this.#fired(client.notifyOf, pending.readUInt32LE(4));
+        }
         return;
       }
-      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
       let parsed;
       try {
         parsed = parseRequests(pending);
@@ -163,6 +177,12 @@ export class Daemon {
       client.gone = true;
       client.notify?.destroy();
       client.notes = [];
+      // exit_mm before exit_files: the mappings' file references go first.
+      for (const [id, m] of this.#mappings) {
+        if (m.owner !== client) continue;
+        this.#mappings.delete(id);
+        m.map.file.put();
+      }
       if (client.proc && !client.proc.exited) client.proc.exit();
     };
     sock.on('close', gone);
@@ -199,17 +219,45 @@ export class Daemon {
   }
 
   /**
-   * eventfd_ctx_fdget of a real fd of the client: /proc/PID/fd says whether it is open and an
-   * eventfd; the shim pins it (the reference) and signals it when told.
+   * fget of a fd the client has open for real (not an emulated file): /proc/PID/fd says whether it
+   * is open and what it is. An eventfd among them can be taken by interrupt sources: the shim pins
+   * it (the reference) and signals it when told.
    */
-  #remoteEventfd(client: Client, pid: number, fd: number): EventfdCtx {
+  #foreignFile(client: Client, pid: number, fd: number): File | null {
+    // The spare the shim offers is its own pipe at a number the program has free.
+    if (fd === client.spare || fd === client.spareTaken) return null;
     let link: string;
     try {
       link = readlinkSync(`/proc/${pid}/fd/${fd}`);
     } catch {
-      fail(Errno.EBADF, `fd ${fd} is not open in process ${pid}`);
+      return null;
     }
-    if (link !== 'anon_inode:[eventfd]') fail(Errno.EINVAL, `fd ${fd} is ${link}, not an eventfd`);
+    // The file's f_flags (fdinfo, octal): its access mode decides what mmap and write may do.
+    let flags = O_RDWR;
+    try {
+      const m = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+      if (m) flags = parseInt(m[1]!, 8);
+    } catch {
+      // Closed in between: keep the default.
+    }
+    const eventfd = link === 'anon_inode:[eventfd]' ? (): EventfdCtx => this.#pinEventfd(client, pid, fd) : null;
+    return foreignFile(link, flags, { eventfd });
+  }
+
+  /** A watched pin was written: the kernel's reader runs now, between the client's calls. */
+  #fired(client: Client, token: number): void {
+    const fn = client.watches.get(token);
+    if (!fn || client.gone) return;
+    try {
+      fn();
+    } catch (e) {
+      // A refusal has nobody to go to (the kernel's handler returns nothing); a bug must still show.
+      if (!(e instanceof KernelError)) throw e;
+    }
+  }
+
+  /** eventfd_ctx_fileget of a client's real eventfd: pinned by the shim until put. */
+  #pinEventfd(client: Client, pid: number, fd: number): EventfdCtx {
     client.pinsOut.push(fd);
     const token = ++client.pins;
     let held = true;
@@ -221,7 +269,16 @@ export class Daemon {
       put: () => {
         if (!held) return;
         held = false;
+        if (client.watches.delete(token)) this.#note(client, Note.UNWATCH, token);
         this.#note(client, Note.PUT, token);
+      },
+      watch: (fn) => {
+        if (!held || client.watches.has(token)) throw new Error(`eventfd pin ${token} watched twice or after put`);
+        client.watches.set(token, fn);
+        this.#note(client, Note.WATCH, token);
+        return () => {
+          if (client.watches.delete(token)) this.#note(client, Note.UNWATCH, token);
+        };
       },
     };
   }
@@ -264,7 +321,7 @@ export class Daemon {
     client.proc = p;
     client.mm = p.mm as RemoteMm;
     p.fdSource = () => this.#takeSpare(client, p);
-    p.remoteEventfd = (fd) => this.#remoteEventfd(client, p.pid, fd);
+    p.foreignFile = (fd) => this.#foreignFile(client, p.pid, fd);
     return p;
   }
 
@@ -332,8 +389,42 @@ export class Daemon {
       }
       case Op.LISTDIR:
         return p.listdir(req.payload.toString('utf8'), req.a0, Number(req.a1));
-      case Op.SYSFS_READ:
-        return p.readAttr(req.payload.toString('utf8'), req.a0, Number(req.a1));
+      case Op.SYSFS_READ: {
+        const path = req.payload.toString('utf8');
+        return fillUser(p, sysfsRead(p, path), req.a0, Number(req.a1), `reading ${path}`);
+      }
+      case Op.READLINK: {
+        const path = req.payload.toString('utf8');
+        return fillUser(p, new TextEncoder().encode(sysfsReadlink(this.machine, path)), req.a0, Number(req.a1), `reading link ${path}`);
+      }
+      case Op.FD_LINK:
+        return fillUser(p, new TextEncoder().encode(filePath(p.fget(req.fd))), req.a0, Number(req.a1), `reading /proc/${p.pid}/fd/${req.fd}`);
+      case Op.MMAP: {
+        const map = doMmap(p, p.fget(req.fd), req.a0, Number(req.a1 & 0xffffffffn), Number(req.a1 >> 32n), req.a2);
+        const id = this.#nextMapping++;
+        this.#mappings.set(id, { owner: client, map });
+        return { ret: id, errno: 0 };
+      }
+      case Op.MMIO: {
+        // A forked child reaches its parent's mappings by the same id while the parent has them.
+        const m = this.#mappings.get(Number(req.a0));
+        if (!m) fail(Errno.EFAULT, `SIGBUS: no mapping ${req.a0}`);
+        const size = Number(req.a2 & 0xffn);
+        const write = (req.a2 & 0x100n) !== 0n;
+        if (![1, 2, 4, 8].includes(size) || req.a1 + BigInt(size) > m.map.vma.length) fail(Errno.EFAULT, `SIGBUS: access of ${size} bytes at 0x${req.a1.toString(16)} is outside mapping ${req.a0}`);
+        const value = write && req.payload.length >= 8 ? req.payload.readBigUInt64LE(0) : 0n;
+        return { ret: BigInt.asIntN(64, m.map.io.access(req.a1, size as 1 | 2 | 4 | 8, write, value)), errno: 0 };
+      }
+      case Op.MUNMAP_IO: {
+        const m = this.#mappings.get(Number(req.a0));
+        if (m?.owner === client) {
+          this.#mappings.delete(Number(req.a0));
+          m.map.file.put();
+        }
+        return { ret: 0, errno: 0 };
+      }
+      case Op.FCNTL:
+        return { ret: fcntlFlags(p.fget(req.fd), Number(req.a0), Number(req.a1)), errno: 0 };
       case Op.FORK_PREPARE: {
         const token = this.#nextToken++;
         this.#forks.set(token, { kernel: p.prepareFork(), huge: client.mm?.hugeRanges() ?? [], parentMm: client.mm ?? null });
@@ -347,6 +438,15 @@ export class Daemon {
         return { ret: -1, errno: 38, reason: `unknown request op ${op}` };
     }
   }
+}
+
+/**
+ * `bytes` into the client's buffer at `buf` when they fit in `size`; the answer is their length
+ * either way (the shim asks again with a bigger buffer).
+ */
+function fillUser(p: Process, bytes: Uint8Array, buf: bigint, size: number, what: string): SysResult {
+  if (bytes.length <= size) copyToUser(p, buf, bytes, what);
+  return { ret: bytes.length, errno: 0 };
 }
 
 /** Where the daemon listens by default: $XDG_RUNTIME_DIR/iommufd-emu/sock, else /tmp/iommufd-emu-UID/sock. */

@@ -8,7 +8,8 @@
  *
  * pins (with RespFlag.PINS): u32 n | i32 fd[n], eventfds of the client the call took references
  * to; the shim dups each and it becomes the client's next pin token (1, 2, ...). Notes travel on
- * the client's notify connection (Op.NOTIFY) and act on those pins.
+ * the client's notify connection (Op.NOTIFY) and act on those pins; the one note the shim sends
+ * back on it, FIRED, says a pin the kernel watches (IOEVENTFD) was written.
  */
 
 export const REQ_HEADER = 40;
@@ -61,14 +62,38 @@ export const Op = {
    * response the daemon sends only notes on it.
    */
   NOTIFY: 21,
+  /** payload = path, a0 = buf, a1 = size: an emulated sysfs link's target, sized like LISTDIR. */
+  READLINK: 22,
+  /** fd; a0 = buf, a1 = size: what /proc/PID/fd/FD shows for an emulated fd, sized like LISTDIR. */
+  FD_LINK: 23,
+  /** fd; a0 = F_GETFL or F_SETFL, a1 = the F_SETFL argument: the emulated file's status flags. */
+  FCNTL: 24,
+  /**
+   * mmap of an emulated fd: a0 = length, a1 = prot | flags << 32, a2 = offset. ret = the id of
+   * the mapping, whose accesses the shim traps and sends as MMIO.
+   */
+  MMAP: 25,
+  /**
+   * One access to a mapping: a0 = its id, a1 = the byte offset in it, a2 = size | write << 8,
+   * payload = the u64 written. ret = the value read; a failure is SIGBUS for the program.
+   */
+  MMIO: 26,
+  /** The mapping a0 is gone (munmap, or mapped over): its file reference is dropped. */
+  MUNMAP_IO: 27,
 } as const;
 
-/** What a note asks of the shim. */
+/** What a note asks of the shim, or (FIRED) tells the daemon. */
 export const Note = {
   /** Add 1 to the eventfd pinned as `token` (eventfd_signal). */
   SIGNAL: 1,
   /** Drop the pin (the kernel put its eventfd_ctx reference). */
   PUT: 2,
+  /** Watch the pinned eventfd: whenever it is readable, consume its count and send FIRED. */
+  WATCH: 3,
+  /** Stop watching it. */
+  UNWATCH: 4,
+  /** Shim to daemon, on the notify connection: the watched eventfd `token` was written. */
+  FIRED: 5,
 } as const;
 
 export const NOTE_SIZE = 16;

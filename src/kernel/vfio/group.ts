@@ -196,7 +196,8 @@ export class VfioGroupModule {
   /** vfio_group_ioctl_get_device_fd. */
   #getDeviceFd(group: VfioGroup, arg: bigint, task: Process): number {
     const name = strndupUser(task, arg, PAGE_SIZE);
-    const device = group.devices.find((d) => (d.ops.match ? d.ops.match(d, name) > 0 : d.dev.name === name));
+    // vfio_device_get_from_name: the first device that matches; a driver's refusal ends the search.
+    const device = group.devices.find((d) => (d.ops.match ? d.ops.match(d, name) : d.dev.name === name));
     if (!device) fail(Errno.ENODEV, `${group.path} has no device named "${name}"`);
     const fdno = task.reserveFd();
     try {

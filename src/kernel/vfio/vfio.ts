@@ -18,7 +18,7 @@ import type { Device, IommuGroup } from '../iommu/core.js';
 import type { IommufdDevice } from '../iommufd/device.js';
 import type { IommufdCtx } from '../iommufd/object.js';
 import type { Process } from '../process.js';
-import type { File } from '../vfs.js';
+import type { File, IoMapping, Vma } from '../vfs.js';
 
 /** What the VFIO core asks of a device driver (struct vfio_device_ops). */
 export interface VfioDeviceOps {
@@ -34,12 +34,12 @@ export interface VfioDeviceOps {
   ioctl?(vdev: VfioDevice, cmd: number, arg: bigint, task: Process): number;
   read?(vdev: VfioDevice, task: Process, buf: bigint, count: number, pos: number): number;
   write?(vdev: VfioDevice, task: Process, buf: bigint, count: number, pos: number): number;
-  /** mmap of `length` bytes at file offset `pgoff << PAGE_SHIFT`; returns the user address. */
-  mmap?(vdev: VfioDevice, task: Process, addr: bigint, length: bigint, prot: number, flags: number, offset: bigint): bigint;
+  /** mmap of the device file (the VFS checks are done). */
+  mmap?(vdev: VfioDevice, task: Process, vma: Vma): IoMapping;
   /** Driver-specific VFIO_DEVICE_FEATURE (the core handles migration and DMA logging). */
   deviceFeature?(vdev: VfioDevice, flags: number, arg: bigint, argsz: number, task: Process): number;
-  /** match: by name unless the driver knows better (> 0 match, 0 no, < 0 an errno). */
-  match?(vdev: VfioDevice, name: string): number;
+  /** match: whether `name` (VFIO_GROUP_GET_DEVICE_FD's string) names the device; throws for bad options. */
+  match?(vdev: VfioDevice, name: string): boolean;
 }
 
 export class VfioDeviceSet {

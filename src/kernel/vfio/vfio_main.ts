@@ -19,7 +19,7 @@ import type { Device } from '../iommu/core.js';
 import type { Machine } from '../machine.js';
 import type { Process } from '../process.js';
 import { copyFromUser } from '../uaccess.js';
-import { File, type FileOperations } from '../vfs.js';
+import { checkFileMode, File, type FileOperations } from '../vfs.js';
 import {
   VFIO_DEVICE_ATTACH_IOMMUFD_PT,
   VFIO_DEVICE_BIND_IOMMUFD,
@@ -85,11 +85,11 @@ export class VfioModule {
       ioctl: (file, cmd, arg, task) => this.#ioctl(file.priv as VfioDeviceFile, cmd, arg, task),
       read: (file, task, buf, count) => this.#rw(file, task, buf, count, false),
       write: (file, task, buf, count) => this.#rw(file, task, buf, count, true),
-      mmap: (file, task, addr, length, prot, flags, offset) => {
+      mmap: (file, task, vma) => {
         const df = file.priv as VfioDeviceFile;
         if (!df.accessGranted) fail(Errno.EINVAL, `${df.device.name}: not bound to an iommufd yet (VFIO_DEVICE_BIND_IOMMUFD)`);
         if (!df.device.ops.mmap) fail(Errno.EINVAL, `${df.device.ops.name} devices cannot be mmapped`);
-        return df.device.ops.mmap(df.device, task, addr, length, prot, flags, offset);
+        return df.device.ops.mmap(df.device, task, vma);
       },
       release: (file) => this.#release(file.priv as VfioDeviceFile),
     };
@@ -225,6 +225,7 @@ export class VfioModule {
 
   #rw(file: File, task: Process, buf: bigint, count: number, write: boolean): number {
     const df = file.priv as VfioDeviceFile;
+    checkFileMode(file, write);
     if (!df.accessGranted) fail(Errno.EINVAL, `${df.device.name}: not bound to an iommufd yet (VFIO_DEVICE_BIND_IOMMUFD first)`);
     const ops = df.device.ops;
     const n = write ? ops.write?.(df.device, task, buf, count, file.pos) : ops.read?.(df.device, task, buf, count, file.pos);

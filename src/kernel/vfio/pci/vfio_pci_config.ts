@@ -10,7 +10,8 @@
  * except INTx disable, which vfio-pci emulates (it masks INTx itself); cache line size, latency
  * timer and BIST go straight through. The MSI capability is virtual except the mask and pending
  * bits: the message the user writes is kept, and what the hardware sends is what SET_IRQS
- * programmed. Bytes outside every capability are read and written raw.
+ * programmed; a flags write is fixed up (enable only while SET_IRQS has MSI on, the queue size at
+ * most what it enabled) in both the copy and the hardware. Bytes outside every capability are read and written raw.
  *
  * Accesses are split into naturally aligned 4/2/1-byte pieces (vfio_config_do_rw); an access
  * outside [0, cfg_size) is EFAULT.
@@ -166,8 +167,10 @@ export class VfioPciConfig {
     if (kind === Kind.Basic && pos >= PCI_BASE_ADDRESS_0 && pos < PCI_BASE_ADDRESS_0 + 24) this.#barFixup();
     if (kind === Kind.Basic && pos === PCI_ROM_ADDRESS) this.#barFixup();
     if (kind === Kind.Msi && pos <= this.#msiStart + PCI_MSI_FLAGS && pos + count >= this.#msiStart + PCI_MSI_FLAGS) {
-      // vfio_msi_config_read: the queue size the user may use is what SET_IRQS enabled.
-      const at = this.#msiStart + PCI_MSI_FLAGS;
+      // vfio_msi_config_read means to show the queue size SET_IRQS enabled, but 6.12 updates the
+      // word at the capability's start (ID and next pointer), not the flags: the ID byte reads from
+      // the hardware and the next pointer's byte is left as it was, so nothing visible changes.
+      const at = this.#msiStart;
       this.vconfig[at] = (this.vconfig[at]! & ~PCI_MSI_FLAGS_QMASK) | (this.#hooks.msiQmax() << 1);
     }
     return this.#defaultRead(pos, count);
@@ -197,6 +200,9 @@ export class VfioPciConfig {
         let flags = this.vconfig[flagsAt]! | (this.vconfig[flagsAt + 1]! << 8);
         if (!this.#hooks.msiActive()) flags &= ~PCI_MSI_FLAGS_ENABLE;
         if ((flags & PCI_MSI_FLAGS_QSIZE) >> 4 > this.#hooks.msiQmax()) flags = (flags & ~PCI_MSI_FLAGS_QSIZE) | (this.#hooks.msiQmax() << 4);
+        // Back into the virtual copy too: the user reads what the hardware was given.
+        this.vconfig[flagsAt] = flags & 0xff;
+        this.vconfig[flagsAt + 1] = flags >> 8;
         this.#pdev.configWrite(flagsAt, 2, flags);
       }
       return;

@@ -1,22 +1,23 @@
 /**
- * vfio-pci (vfio_pci_core.c, vfio_pci_rdwr.c): a PCI function given to user space.
+ * vfio-pci (vfio_pci_core.c): a PCI function given to user space.
  *
  * The device file is cut into regions at fixed offsets, index << 40: BAR0..BAR5, the expansion
  * ROM, config space, VGA. GET_REGION_INFO tells each region's size, offset and what can be done
- * with it; pread/pwrite at those offsets reach the config space through vfio-pci's virtualization
- * (vfio_pci_config.ts) and the BARs through the function's decoders, in the widest naturally
- * aligned accesses that fit (8, 4, 2, 1 bytes — exactly what the device model sees). BAR access
- * while the user has memory decoding off is EIO. Interrupts are in vfio_pci_intrs.ts.
+ * with it; pread/pwrite and IOEVENTFD are in vfio_pci_rdwr.ts, config space virtualization in
+ * vfio_pci_config.ts, interrupts in vfio_pci_intrs.ts. A memory BAR can be mapped (MAP_SHARED,
+ * page ranges inside it): its accesses reach the function while the user's memory decoding is
+ * on and are SIGBUS while it is off.
  *
  * open_device (first open) enables the function and takes the virtual config copy; close_device
- * (last close) turns interrupts off, bus mastering off, and restores the function.
+ * (last close) drops the ioeventfds, turns interrupts off, bus mastering off, and restores the
+ * function.
  */
 
 import { Errno, fail } from '../../../errno.js';
 import type { PciDevice } from '../../../hw/pci.js';
 import { PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY } from '../../../hw/pci_config.js';
-import type { BarAccessSize } from '../../../hw/pci_model.js';
 import type { Process } from '../../process.js';
+import type { IoMapping, Vma } from '../../vfs.js';
 import { copyFromUser, copyToUser } from '../../uaccess.js';
 import {
   VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY,
@@ -58,7 +59,6 @@ import {
   VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE,
   vfio_device_info,
-  vfio_device_ioeventfd,
   vfio_irq_info,
   vfio_irq_set,
   vfio_pci_hot_reset,
@@ -71,12 +71,7 @@ import type { VfioModule } from '../vfio_main.js';
 import { vfioCheckFeature } from '../vfio_main.js';
 import { VfioPciConfig } from './vfio_pci_config.js';
 import { VfioPciIrqs } from './vfio_pci_intrs.js';
-
-export const VFIO_PCI_OFFSET_SHIFT = 40;
-const OFFSET_MASK = 2 ** VFIO_PCI_OFFSET_SHIFT - 1;
-
-export const offsetToIndex = (pos: number): number => Math.floor(pos / 2 ** VFIO_PCI_OFFSET_SHIFT);
-export const indexToOffset = (index: number): bigint => BigInt(index) << BigInt(VFIO_PCI_OFFSET_SHIFT);
+import { indexToOffset, type PciIoeventfd, releaseIoeventfd, VFIO_PCI_OFFSET_SHIFT, vfioPciIoeventfd, vfioPciRw } from './vfio_pci_rdwr.js';
 
 /** vfio_pci_core_device: the vfio-pci state of one function. */
 export class VfioPciCoreDevice {
@@ -86,8 +81,10 @@ export class VfioPciCoreDevice {
   vdev!: VfioDevice;
   /** A function-level reset is available (reset_works). */
   readonly resetWorks: boolean;
-  /** Runtime PM engaged by the user (LOW_POWER_ENTRY). */
+  /** Runtime PM engaged by the user (LOW_POWER_ENTRY): the function is in D3hot. */
   pmEngaged = false;
+  /** IOEVENTFDs (vfio_pci_rdwr.ts). */
+  readonly ioeventfds: PciIoeventfd[] = [];
 
   constructor(vfio: VfioModule, pdev: PciDevice) {
     this.pdev = pdev;
@@ -102,6 +99,14 @@ export class VfioPciCoreDevice {
 
   barSize(bar: number): number {
     return this.pdev.cfg.barSpecs[bar]?.size ?? 0;
+  }
+
+  /**
+   * __vfio_pci_memory_enabled: the user's memory decoding (the virtual COMMAND) is on and the
+   * function is not powered down. BAR reads/writes and mmap faults need it.
+   */
+  memoryEnabled(): boolean {
+    return !this.pmEngaged && (this.config.vconfig[PCI_COMMAND]! & PCI_COMMAND_MEMORY) !== 0;
   }
 
   /** vfio_pci_probe_mmaps: memory BARs of at least a page (smaller ones get a dummy page: still mmapable). */
@@ -123,10 +128,43 @@ export function vfioPciOps(vfio: VfioModule): VfioDeviceOps {
     openDevice: (v) => openDevice(core(v)),
     closeDevice: (v) => closeDevice(core(v)),
     ioctl: (v, cmd, arg, task) => ioctl(core(v), cmd, arg, task),
-    read: (v, task, buf, count, pos) => rw(core(v), task, buf, count, pos, false),
-    write: (v, task, buf, count, pos) => rw(core(v), task, buf, count, pos, true),
+    read: (v, task, buf, count, pos) => vfioPciRw(core(v), task, buf, count, pos, false),
+    write: (v, task, buf, count, pos) => vfioPciRw(core(v), task, buf, count, pos, true),
+    mmap: (v, _task, vma) => mmap(core(v), vma),
     deviceFeature: (v, flags, arg, argsz, task) => feature(core(v), flags, arg, argsz, task),
+    match: (v, name) => match(core(v), name),
   };
+}
+
+const VF_TOKEN_ARG = 'vf_token=';
+const UUID_STRING_LEN = 36;
+const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/;
+
+/**
+ * vfio_pci_core_match: the function's name, optionally followed by spaces and options; the only
+ * option is a VF token, which only SR-IOV functions take (none of ours is one).
+ */
+function match(c: VfioPciCoreDevice, buf: string): boolean {
+  const name = c.pdev.bdf;
+  if (!buf.startsWith(name)) return false;
+  let rest = buf.slice(name.length);
+  if (!rest) return true;
+  if (rest[0] !== ' ') return false;
+  let vfToken = false;
+  while (rest) {
+    if (rest[0] === ' ') {
+      rest = rest.slice(1);
+      continue;
+    }
+    if (vfToken || !rest.startsWith(VF_TOKEN_ARG)) fail(Errno.EINVAL, `"${buf}": unknown or repeated option at "${rest}"`);
+    rest = rest.slice(VF_TOKEN_ARG.length);
+    if (rest.length < UUID_STRING_LEN || !UUID_RE.test(rest)) fail(Errno.EINVAL, `"${buf}": the vf_token is not a UUID`);
+    vfToken = true;
+    rest = rest.slice(UUID_STRING_LEN);
+  }
+  // vfio_pci_validate_vf_token: neither a PF with VFs nor a VF.
+  if (vfToken) fail(Errno.EINVAL, `${name} is neither an SR-IOV PF nor a VF: a vf_token is refused`);
+  return true;
 }
 
 /** vfio_pci_core_enable: the function in D0 with its decoders on, and a fresh virtual config. */
@@ -138,6 +176,7 @@ function openDevice(c: VfioPciCoreDevice): void {
 
 /** vfio_pci_core_disable: interrupts off, bus mastering off, the function reset when it can be. */
 function closeDevice(c: VfioPciCoreDevice): void {
+  for (const e of c.ioeventfds.splice(0)) releaseIoeventfd(e);
   c.irqs.disableAll();
   const cmd = c.pdev.configRead(PCI_COMMAND, 2);
   c.pdev.configWrite(PCI_COMMAND, 2, cmd & ~PCI_COMMAND_MASTER);
@@ -166,7 +205,7 @@ function ioctl(c: VfioPciCoreDevice, cmd: number, arg: bigint, task: Process): n
     case VFIO_DEVICE_PCI_HOT_RESET:
       return hotReset(c, arg, task);
     case VFIO_DEVICE_IOEVENTFD:
-      return ioeventfd(c, arg, task);
+      return vfioPciIoeventfd(c, arg, task);
     default:
       return fail(Errno.ENOTTY, `0x${cmd.toString(16)} is not a vfio-pci ioctl`);
   }
@@ -179,7 +218,9 @@ function getInfo(c: VfioPciCoreDevice, arg: bigint, task: Process): number {
   info.flags = VFIO_DEVICE_FLAGS_PCI | (c.resetWorks ? VFIO_DEVICE_FLAGS_RESET : 0);
   info.num_regions = VFIO_PCI_NUM_REGIONS;
   info.num_irqs = VFIO_PCI_NUM_IRQS;
-  copyToUser(task, arg, vfio_device_info.encode(info).subarray(0, minsz), 'writing vfio_device_info');
+  // The whole struct (cap_offset and pad zero: nothing reported) as far as argsz reaches.
+  const out = vfio_device_info.encode({ ...info, cap_offset: 0, pad: 0 });
+  copyToUser(task, arg, out.subarray(0, Math.min(info.argsz, out.length)), 'writing vfio_device_info');
   return 0;
 }
 
@@ -189,9 +230,9 @@ function getRegionInfo(c: VfioPciCoreDevice, arg: bigint, task: Process): number
   if (info.argsz < minsz) fail(Errno.EINVAL, `vfio_region_info.argsz ${info.argsz} is below ${minsz}`);
   const index = info.index;
   info.offset = indexToOffset(index);
+  // No region has capabilities: cap_offset stays what the user passed (the kernel copied it in).
   info.flags = 0;
   info.size = 0n;
-  info.cap_offset = 0;
   if (index === VFIO_PCI_CONFIG_REGION_INDEX) {
     info.size = 256n;
     info.flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
@@ -282,14 +323,11 @@ function hotReset(c: VfioPciCoreDevice, arg: bigint, task: Process): number {
   const minsz = vfio_pci_hot_reset.offsetEnd('count');
   const hdr = vfio_pci_hot_reset.decode(copyFromUser(task, arg, minsz, 'reading vfio_pci_hot_reset'));
   if (hdr.argsz < minsz || hdr.flags) fail(Errno.EINVAL, hdr.argsz < minsz ? `vfio_pci_hot_reset.argsz ${hdr.argsz} is below ${minsz}` : 'vfio_pci_hot_reset.flags must be 0');
+  // The group fds array is for group-opened devices; a cdev-opened one gives none (its iommufd decides).
+  if ((hdr.count !== 0) === c.vdev.cdevOpened) {
+    fail(Errno.EINVAL, c.vdev.cdevOpened ? `vfio_pci_hot_reset.count ${hdr.count}: a cdev-opened device passes no group fds` : 'vfio_pci_hot_reset.count 0: a group-opened device must pass the group fds');
+  }
   return fail(Errno.ENODEV, `${c.pdev.bdf} is on the root bus: neither a slot nor a bus reset can reach it`);
-}
-
-function ioeventfd(_c: VfioPciCoreDevice, arg: bigint, task: Process): number {
-  const minsz = vfio_device_ioeventfd.offsetEnd('fd');
-  const io = vfio_device_ioeventfd.decode(copyFromUser(task, arg, minsz, 'reading vfio_device_ioeventfd'));
-  if (io.argsz < minsz) fail(Errno.EINVAL, `vfio_device_ioeventfd.argsz ${io.argsz} is below ${minsz}`);
-  return fail(Errno.EOPNOTSUPP, 'VFIO_DEVICE_IOEVENTFD: the emulator has no eventfd-triggered register writes yet');
 }
 
 /** vfio_pci_core_ioctl_feature: runtime PM and the VF token. */
@@ -313,57 +351,34 @@ function feature(c: VfioPciCoreDevice, flags: number, _arg: bigint, argsz: numbe
   }
 }
 
-/** vfio_pci_rw: by region. */
-function rw(c: VfioPciCoreDevice, task: Process, buf: bigint, count: number, pos: number, write: boolean): number {
-  const index = offsetToIndex(pos);
-  const off = pos % 2 ** VFIO_PCI_OFFSET_SHIFT;
-  if (index >= VFIO_PCI_NUM_REGIONS) fail(Errno.EINVAL, `offset 0x${pos.toString(16)} is in region ${index}; there are ${VFIO_PCI_NUM_REGIONS}`);
-  if (index === VFIO_PCI_CONFIG_REGION_INDEX) {
-    const data = write ? copyFromUser(task, buf, count, 'reading the config write') : new Uint8Array(count);
-    const n = c.config.rw(off, data, write);
-    if (!write) copyToUser(task, buf, data, 'writing the config read');
-    return n;
-  }
-  if (index === VFIO_PCI_ROM_REGION_INDEX) {
-    if (write) fail(Errno.EINVAL, 'the ROM region is read-only');
-    fail(Errno.EINVAL, `${c.pdev.bdf} has no expansion ROM`);
-  }
-  if (index === VFIO_PCI_VGA_REGION_INDEX) fail(Errno.EINVAL, `${c.pdev.bdf} is not a VGA device`);
-  return barRw(c, task, buf, count, index, off & OFFSET_MASK, write);
-}
+const PAGE_SHIFT = 12n;
+const PAGE_SIZE = 1n << PAGE_SHIFT;
 
-/** vfio_pci_bar_rw + vfio_pci_core_do_io_rw. */
-function barRw(c: VfioPciCoreDevice, task: Process, buf: bigint, count: number, bar: number, pos: number, write: boolean): number {
-  const end = c.barSize(bar);
-  if (!end) fail(Errno.EINVAL, `BAR${bar} of ${c.pdev.bdf} is not implemented`);
-  if (pos >= end) fail(Errno.EINVAL, `offset 0x${pos.toString(16)} is past the end of BAR${bar} (0x${end.toString(16)} bytes)`);
-  const n = Math.min(count, end - pos);
-  const data = write ? copyFromUser(task, buf, n, `reading the BAR${bar} write`) : new Uint8Array(n);
-  const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const isMem = c.pdev.cfg.barSpecs[bar]?.type !== 'io';
-  let done = 0;
-  while (done < n) {
-    const off = pos + done;
-    const left = n - done;
-    const w: BarAccessSize = left >= 8 && off % 8 === 0 ? 8 : left >= 4 && off % 4 === 0 ? 4 : left >= 2 && off % 2 === 0 ? 2 : 1;
-    // __vfio_pci_memory_enabled: the user's memory enable, read back from the hardware.
-    if (isMem && !(c.pdev.configRead(PCI_COMMAND, 2) & PCI_COMMAND_MEMORY)) {
-      if (done) break;
-      fail(Errno.EIO, `BAR${bar} access with memory decoding off in COMMAND`);
-    }
-    if (write) {
-      const v = w === 8 ? dv.getBigUint64(done, true) : BigInt(w === 4 ? dv.getUint32(done, true) : w === 2 ? dv.getUint16(done, true) : dv.getUint8(done));
-      c.pdev.barWrite(bar, off, w, v);
-    } else {
-      const v = c.pdev.barRead(bar, off, w);
-      if (w === 8) dv.setBigUint64(done, v, true);
-      else if (w === 4) dv.setUint32(done, Number(v), true);
-      else if (w === 2) dv.setUint16(done, Number(v), true);
-      else dv.setUint8(done, Number(v));
-    }
-    done += w;
+/**
+ * vfio_pci_core_mmap: a shared mapping of a page range of a memory BAR. Its accesses go to the
+ * function as long as the user's memory decoding is on; with it off (or the function powered
+ * down) they are SIGBUS (vfio_pci_mmap_fault after the zap).
+ */
+function mmap(c: VfioPciCoreDevice, vma: Vma): IoMapping {
+  const index = Number(vma.pgoff >> (BigInt(VFIO_PCI_OFFSET_SHIFT) - PAGE_SHIFT));
+  if (index >= VFIO_PCI_NUM_REGIONS) fail(Errno.EINVAL, `mmap of region ${index}: there are ${VFIO_PCI_NUM_REGIONS}`);
+  if (!vma.shared) fail(Errno.EINVAL, 'vfio-pci maps only MAP_SHARED, on a file open for writing');
+  if (index >= VFIO_PCI_ROM_REGION_INDEX) fail(Errno.EINVAL, `region ${index} (ROM, config, VGA) cannot be mapped`);
+  if (!c.barMmapable(index)) fail(Errno.EINVAL, `BAR${index} of ${c.pdev.bdf} is not a memory BAR that can be mapped`);
+  const physLen = (BigInt(c.barSize(index)) + PAGE_SIZE - 1n) & ~(PAGE_SIZE - 1n);
+  const start = (vma.pgoff & ((1n << (BigInt(VFIO_PCI_OFFSET_SHIFT) - PAGE_SHIFT)) - 1n)) << PAGE_SHIFT;
+  if (start + vma.length > physLen) {
+    fail(Errno.EINVAL, `[0x${start.toString(16)}, +0x${vma.length.toString(16)}) is beyond BAR${index} (0x${physLen.toString(16)} bytes)`);
   }
-  if (!write) copyToUser(task, buf, data.subarray(0, done), `writing the BAR${bar} read`);
-  return done;
+  return {
+    access: (offset, size, write, value) => {
+      if (!c.memoryEnabled()) fail(Errno.EFAULT, `SIGBUS: BAR${index} is mapped but memory decoding is off (COMMAND.MEMORY clear or powered down)`);
+      const at = Number(start + offset);
+      if (write) {
+        c.pdev.barWrite(index, at, size, value);
+        return 0n;
+      }
+      return c.pdev.barRead(index, at, size);
+    },
+  };
 }
-

@@ -177,7 +177,11 @@ export class VfioPciIrqs {
 
   /** The user's virtual INTx disable bit changed. */
   virqChanged(disabled: boolean): void {
-    if (this.irqType !== VFIO_PCI_INTX_IRQ_INDEX) return;
+    // Without INTx in use the physical bit just follows the virtual one (__vfio_pci_intx_mask).
+    if (this.irqType !== VFIO_PCI_INTX_IRQ_INDEX) {
+      this.#setHwIntxDisable(disabled);
+      return;
+    }
     if (disabled) this.#mask();
     else this.unmask();
   }
