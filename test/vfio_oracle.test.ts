@@ -1,6 +1,6 @@
 /**
- * The VFIO oracle probes (test/oracle/vfio_{cdev,group,pci}.c), built unmodified and run under
- * `iommufd-emu run`, print what they printed on the real 6.12 kernel (test/oracle/*.expected):
+ * The VFIO oracle probes (test/oracle/vfio_{cdev,group,pci}.c) and test/progs/vfio_sysfs.c, built
+ * unmodified and run under `iommufd-emu run`, print what they printed on the real 6.12 kernel:
  * the device cdev and its bind rules, the group/container door, and vfio-pci on edu — config
  * space in vfio's view and the hardware's (through the emulated sysfs), BAR access by pread and by
  * mmap (SIGBUS with memory decoding off), interrupts to the program's eventfds, IOEVENTFD, DMA.
@@ -45,12 +45,12 @@ const KNOWN: Record<string, readonly Known[]> = {
 };
 
 /** Compile a probe against the 6.12 uapi headers (strerrorname_np needs _GNU_SOURCE). */
-function cc(name: string): string {
+function cc(name: string, dir = join(root, 'test', 'oracle')): string {
   const inc = join(work, 'include', 'linux');
   mkdirSync(inc, { recursive: true });
   for (const h of ['iommufd.h', 'vfio.h']) copyFileSync(join(root, '.cache', 'linux-6.12', 'include', 'uapi', 'linux', h), join(inc, h));
   const out = join(work, name);
-  execFileSync('cc', ['-O1', '-D_GNU_SOURCE', '-D__user=', '-I', join(work, 'include'), '-o', out, join(root, 'test', 'oracle', `${name}.c`)]);
+  execFileSync('cc', ['-O1', '-D_GNU_SOURCE', '-D__user=', '-I', join(work, 'include'), '-o', out, join(dir, `${name}.c`)]);
   return out;
 }
 
@@ -93,4 +93,11 @@ describe('VFIO oracle probes under iommufd-emu run', () => {
       );
     });
   }
+
+  test('test/progs/vfio_sysfs.c finds the device through sysfs links, reads its cdev\'s fd link and flags, and uses a mapped BAR exactly as on 6.12', async () => {
+    const r = await run(cc('vfio_sysfs', join(root, 'test', 'progs')));
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.err, '');
+    assert.equal(r.out, readFileSync(join(root, 'test', 'progs', 'vfio_sysfs.expected'), 'utf8'));
+  });
 });

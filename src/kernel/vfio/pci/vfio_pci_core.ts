@@ -16,6 +16,7 @@
 import { Errno, fail } from '../../../errno.js';
 import type { PciDevice } from '../../../hw/pci.js';
 import { PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY } from '../../../hw/pci_config.js';
+import { type EventfdCtx, eventfdCtxFdget } from '../../eventfd.js';
 import type { Process } from '../../process.js';
 import type { IoMapping, Vma } from '../../vfs.js';
 import { copyFromUser, copyToUser } from '../../uaccess.js';
@@ -59,6 +60,7 @@ import {
   VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE,
   vfio_device_info,
+  vfio_device_low_power_entry_with_wakeup,
   vfio_irq_info,
   vfio_irq_set,
   vfio_pci_hot_reset,
@@ -81,8 +83,10 @@ export class VfioPciCoreDevice {
   vdev!: VfioDevice;
   /** A function-level reset is available (reset_works). */
   readonly resetWorks: boolean;
-  /** Runtime PM engaged by the user (LOW_POWER_ENTRY): the function is in D3hot. */
+  /** Runtime PM engaged by the user (LOW_POWER_ENTRY): mappings fault with SIGBUS. */
   pmEngaged = false;
+  /** LOW_POWER_ENTRY_WITH_WAKEUP's eventfd: the next access to the device signals it and leaves low power. */
+  pmWake: EventfdCtx | null = null;
   /** IOEVENTFDs (vfio_pci_rdwr.ts). */
   readonly ioeventfds: PciIoeventfd[] = [];
 
@@ -102,11 +106,30 @@ export class VfioPciCoreDevice {
   }
 
   /**
-   * __vfio_pci_memory_enabled: the user's memory decoding (the virtual COMMAND) is on and the
-   * function is not powered down. BAR reads/writes and mmap faults need it.
+   * __vfio_pci_memory_enabled: the user's memory decoding (the virtual COMMAND) is on. (It also
+   * needs the function above D3hot; no model has a PM capability, so none ever leaves D0.) BAR
+   * reads/writes, IOEVENTFD writes and mmap faults need it.
    */
   memoryEnabled(): boolean {
-    return !this.pmEngaged && (this.config.vconfig[PCI_COMMAND]! & PCI_COMMAND_MEMORY) !== 0;
+    return (this.config.vconfig[PCI_COMMAND]! & PCI_COMMAND_MEMORY) !== 0;
+  }
+
+  /** __vfio_pci_runtime_pm_exit. */
+  pmExit(): void {
+    if (!this.pmEngaged) return;
+    this.pmEngaged = false;
+    this.pmWake?.put();
+    this.pmWake = null;
+  }
+
+  /**
+   * The runtime-PM get every ioctl and read/write makes (vfio_device_pm_runtime_get): resuming
+   * a device that entered low power with a wakeup eventfd signals it and leaves low power.
+   */
+  resume(): void {
+    if (!this.pmWake) return;
+    this.pmWake.signal();
+    this.pmExit();
   }
 
   /** vfio_pci_probe_mmaps: memory BARs of at least a page (smaller ones get a dummy page: still mmapable). */
@@ -127,14 +150,19 @@ export function vfioPciOps(vfio: VfioModule): VfioDeviceOps {
     detachIoas: (v) => physicalDetachIoas(v),
     openDevice: (v) => openDevice(core(v)),
     closeDevice: (v) => closeDevice(core(v)),
-    ioctl: (v, cmd, arg, task) => ioctl(core(v), cmd, arg, task),
-    read: (v, task, buf, count, pos) => vfioPciRw(core(v), task, buf, count, pos, false),
-    write: (v, task, buf, count, pos) => vfioPciRw(core(v), task, buf, count, pos, true),
+    ioctl: (v, cmd, arg, task) => ioctl(resumed(core(v)), cmd, arg, task),
+    read: (v, task, buf, count, pos) => vfioPciRw(resumed(core(v)), task, buf, count, pos, false),
+    write: (v, task, buf, count, pos) => vfioPciRw(resumed(core(v)), task, buf, count, pos, true),
     mmap: (v, _task, vma) => mmap(core(v), vma),
-    deviceFeature: (v, flags, arg, argsz, task) => feature(core(v), flags, arg, argsz, task),
+    deviceFeature: (v, flags, arg, argsz, task) => feature(resumed(core(v)), flags, arg, argsz, task),
     match: (v, name) => match(core(v), name),
   };
 }
+
+const resumed = (c: VfioPciCoreDevice): VfioPciCoreDevice => {
+  c.resume();
+  return c;
+};
 
 const VF_TOKEN_ARG = 'vf_token=';
 const UUID_STRING_LEN = 36;
@@ -181,7 +209,7 @@ function closeDevice(c: VfioPciCoreDevice): void {
   const cmd = c.pdev.configRead(PCI_COMMAND, 2);
   c.pdev.configWrite(PCI_COMMAND, 2, cmd & ~PCI_COMMAND_MASTER);
   if (c.resetWorks) c.pdev.flr();
-  c.pmEngaged = false;
+  c.pmExit();
 }
 
 function ioctl(c: VfioPciCoreDevice, cmd: number, arg: bigint, task: Process): number {
@@ -331,24 +359,43 @@ function hotReset(c: VfioPciCoreDevice, arg: bigint, task: Process): number {
 }
 
 /** vfio_pci_core_ioctl_feature: runtime PM and the VF token. */
-function feature(c: VfioPciCoreDevice, flags: number, _arg: bigint, argsz: number, _task: Process): number {
+function feature(c: VfioPciCoreDevice, flags: number, arg: bigint, argsz: number, task: Process): number {
   const f = flags & VFIO_DEVICE_FEATURE_MASK;
   switch (f) {
     case VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY:
-    case VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP:
-      if (vfioCheckFeature(flags, argsz, VFIO_DEVICE_FEATURE_SET, f === VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY ? 0 : 8, 'LOW_POWER_ENTRY') === 0) return 0;
-      if (c.pmEngaged) fail(Errno.EINVAL, `${c.pdev.bdf} is already in low power`);
-      c.pmEngaged = true;
+      if (vfioCheckFeature(flags, argsz, VFIO_DEVICE_FEATURE_SET, 0, 'LOW_POWER_ENTRY') === 0) return 0;
+      pmEntry(c, null);
       return 0;
+    case VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP: {
+      const size = vfio_device_low_power_entry_with_wakeup.size;
+      if (vfioCheckFeature(flags, argsz, VFIO_DEVICE_FEATURE_SET, size, 'LOW_POWER_ENTRY_WITH_WAKEUP') === 0) return 0;
+      const entry = vfio_device_low_power_entry_with_wakeup.decode(copyFromUser(task, arg, size, 'reading vfio_device_low_power_entry_with_wakeup'));
+      if (entry.wakeup_eventfd < 0) fail(Errno.EINVAL, `wakeup_eventfd ${entry.wakeup_eventfd} is negative`);
+      const ctx = eventfdCtxFdget(task, entry.wakeup_eventfd);
+      try {
+        pmEntry(c, ctx);
+      } catch (e) {
+        ctx.put();
+        throw e;
+      }
+      return 0;
+    }
     case VFIO_DEVICE_FEATURE_LOW_POWER_EXIT:
       if (vfioCheckFeature(flags, argsz, VFIO_DEVICE_FEATURE_SET, 0, 'LOW_POWER_EXIT') === 0) return 0;
-      c.pmEngaged = false;
+      c.pmExit();
       return 0;
     case VFIO_DEVICE_FEATURE_PCI_VF_TOKEN:
       return fail(Errno.ENOTTY, `${c.pdev.bdf} is not an SR-IOV physical function: no VF token`);
     default:
       return fail(Errno.ENOTTY, `vfio-pci has no device feature ${f}`);
   }
+}
+
+/** vfio_pci_runtime_pm_entry. */
+function pmEntry(c: VfioPciCoreDevice, wake: EventfdCtx | null): void {
+  if (c.pmEngaged) fail(Errno.EINVAL, `${c.pdev.bdf} is already in low power`);
+  c.pmEngaged = true;
+  c.pmWake = wake;
 }
 
 const PAGE_SHIFT = 12n;
@@ -372,7 +419,9 @@ function mmap(c: VfioPciCoreDevice, vma: Vma): IoMapping {
   }
   return {
     access: (offset, size, write, value) => {
-      if (!c.memoryEnabled()) fail(Errno.EFAULT, `SIGBUS: BAR${index} is mapped but memory decoding is off (COMMAND.MEMORY clear or powered down)`);
+      // vfio_pci_mmap_huge_fault: no resume here; low power or decoding off is SIGBUS.
+      if (c.pmEngaged) fail(Errno.EFAULT, `SIGBUS: BAR${index} is mapped but ${c.pdev.bdf} is in low power (LOW_POWER_ENTRY)`);
+      if (!c.memoryEnabled()) fail(Errno.EFAULT, `SIGBUS: BAR${index} is mapped but memory decoding is off (COMMAND.MEMORY clear)`);
       const at = Number(start + offset);
       if (write) {
         c.pdev.barWrite(index, at, size, value);

@@ -4,7 +4,8 @@
  *
  * INTx is level-triggered and "automasked": when the line rises, vfio-pci masks it (the
  * hardware's COMMAND.INTX_DISABLE, as pci_check_and_mask_intx does), signals the eventfd, and the
- * user unmasks after servicing the device; if the line is still high then, it fires again. MSI
+ * user unmasks after servicing the device (an UNMASK ioctl, or a write of the unmask eventfd it
+ * gave); if the line is still high then, it fires again. MSI
  * enable allocates host vectors, programs the function's capability with their messages, and
  * each vector's handler signals its eventfd. Only one of INTx, MSI and MSI-X is active at a time.
  */
@@ -50,6 +51,8 @@ export class VfioPciIrqs {
   #msi: MsiVector[] = [];
   msiQmax = 0;
   #reqTrigger: EventfdCtx | null = null;
+  /** INTx's unmask eventfd (ctx->unmask): written, it unmasks. */
+  #unmaskVirqfd: { ctx: EventfdCtx; unwatch: () => void } | null = null;
   /** Signals sent, per index (for tests and the object graph). */
   readonly signals = [0, 0, 0, 0, 0];
 
@@ -70,7 +73,7 @@ export class VfioPciIrqs {
     switch (index) {
       case VFIO_PCI_INTX_IRQ_INDEX:
         if (action === VFIO_IRQ_SET_ACTION_MASK) return this.#intxMask(start, count, flags, data);
-        if (action === VFIO_IRQ_SET_ACTION_UNMASK) return this.#intxUnmask(start, count, flags, data);
+        if (action === VFIO_IRQ_SET_ACTION_UNMASK) return this.#intxUnmask(start, count, flags, data, task);
         if (action === VFIO_IRQ_SET_ACTION_TRIGGER) return this.#intxTrigger(start, count, flags, data, task);
         break;
       case VFIO_PCI_MSI_IRQ_INDEX:
@@ -93,11 +96,33 @@ export class VfioPciIrqs {
     return 0;
   }
 
-  #intxUnmask(start: number, count: number, flags: number, data: Uint8Array): number {
+  #intxUnmask(start: number, count: number, flags: number, data: Uint8Array, task: Process): number {
     if (this.irqType !== VFIO_PCI_INTX_IRQ_INDEX || start !== 0 || count !== 1) fail(Errno.EINVAL, 'INTx UNMASK needs INTx enabled and start 0, count 1');
     if (flags & VFIO_IRQ_SET_DATA_NONE || (flags & VFIO_IRQ_SET_DATA_BOOL && data[0])) this.unmask();
-    else if (flags & VFIO_IRQ_SET_DATA_EVENTFD) fail(Errno.EINVAL, 'INTx UNMASK by eventfd (virqfd) is not supported by the emulator');
+    else if (flags & VFIO_IRQ_SET_DATA_EVENTFD) {
+      const fd = new DataView(data.buffer, data.byteOffset).getInt32(0, true);
+      if (fd < 0) {
+        this.#unmaskVirqfdDisable();
+        return 0;
+      }
+      // vfio_virqfd_enable: every write of the eventfd unmasks, as an UNMASK ioctl would.
+      const ctx = eventfdCtxFdget(task, fd);
+      if (this.#unmaskVirqfd) {
+        ctx.put();
+        fail(Errno.EBUSY, 'INTx already has an unmask eventfd (set -1 to remove it first)');
+      }
+      this.#unmaskVirqfd = { ctx, unwatch: () => {} };
+      this.#unmaskVirqfd.unwatch = ctx.watch(() => this.unmask());
+    }
     return 0;
+  }
+
+  #unmaskVirqfdDisable(): void {
+    const v = this.#unmaskVirqfd;
+    if (!v) return;
+    this.#unmaskVirqfd = null;
+    v.unwatch();
+    v.ctx.put();
   }
 
   #intxTrigger(start: number, count: number, flags: number, data: Uint8Array, task: Process): number {
@@ -140,6 +165,7 @@ export class VfioPciIrqs {
   }
 
   #intxDisable(): void {
+    this.#unmaskVirqfdDisable();
     this.#irq.freeIntx(this.#pdev);
     this.#setHwIntxDisable(false);
     this.intxMasked = false;
