@@ -22,7 +22,12 @@
  * knobs it configures.
  *
  * Hugetlb memory comes from the emulated machine, not the host: hugetlb.c. The stat family answers
- * for the emulated device nodes: stat.c.
+ * for the emulated device nodes: stat.c. The emulated /sys: dir.c; its links and /proc/self/fd/N
+ * of emulated fds: readlink.c. mmap of a device file (a vfio-pci BAR), MMIO trapped and served by
+ * the daemon: mmio.c. fcntl(F_GETFL/F_SETFL) on an emulated fd is the emulated file's status flags.
+ *
+ * A real fd of the program's passed where the kernel wants one of its own files (/dev/null as an
+ * iommufd, an eventfd for SET_IRQS) needs nothing here: the daemon finds it in /proc/PID/fd.
  */
 #define _GNU_SOURCE
 #include <dirent.h>

@@ -46,45 +46,7 @@ static struct {
 } io[MAX_IO];
 static int nio;
 static pthread_mutex_t io_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct sigaction old_segv;
-static int handler_installed;
 
-static void segv(int sig, siginfo_t *si, void *uc);
-
-static int install_handler(void)
-{
-	struct sigaction sa;
-
-	if (handler_installed)
-		return 0;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = segv;
-	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGSEGV, &sa, &old_segv))
-		return -1;
-	handler_installed = 1;
-	return 0;
-}
-
-/* The mapping that holds address a; 0 if none (its entry copied to *out). */
-static int find(uintptr_t a, uintptr_t *off, uint64_t *id, int *prot)
-{
-	int i, hit = 0;
-
-	pthread_mutex_lock(&io_lock);
-	for (i = 0; i < nio; i++) {
-		if (a >= io[i].start && a < io[i].end) {
-			*off = io[i].base + (a - io[i].start);
-			*id = io[i].id;
-			*prot = io[i].prot;
-			hit = 1;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&io_lock);
-	return hit;
-}
 
 int io_hit(uintptr_t a, uintptr_t b)
 {
@@ -139,6 +101,55 @@ void io_forget(uintptr_t a, uintptr_t b)
 	for (i = 0; i < ngone; i++)
 		if (gone[i])
 			emu_rpc(EMU_MUNMAP_IO, -1, -1, gone[i], 0, NULL, 0);
+}
+
+#if !defined(__x86_64__)
+/* The fault handler decodes x86-64 instructions; elsewhere device files cannot be mapped. */
+void *emu_mmap_io(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	(void)addr, (void)len, (void)prot, (void)flags, (void)fd, (void)off;
+	errno = ENODEV;
+	return MAP_FAILED;
+}
+#else
+static struct sigaction old_segv;
+static int handler_installed;
+
+static void segv(int sig, siginfo_t *si, void *uc);
+
+static int install_handler(void)
+{
+	struct sigaction sa;
+
+	if (handler_installed)
+		return 0;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = segv;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSEGV, &sa, &old_segv))
+		return -1;
+	handler_installed = 1;
+	return 0;
+}
+
+/* The mapping that holds address a; 0 if none (its entry copied to *out). */
+static int find(uintptr_t a, uintptr_t *off, uint64_t *id, int *prot)
+{
+	int i, hit = 0;
+
+	pthread_mutex_lock(&io_lock);
+	for (i = 0; i < nio; i++) {
+		if (a >= io[i].start && a < io[i].end) {
+			*off = io[i].base + (a - io[i].start);
+			*id = io[i].id;
+			*prot = io[i].prot;
+			hit = 1;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&io_lock);
+	return hit;
 }
 
 void *emu_mmap_io(void *addr, size_t len, int prot, int flags, int fd, off_t off)
@@ -358,3 +369,4 @@ static void segv(int sig, siginfo_t *si, void *ucv)
 	g[REG_RIP] += d.len;
 	errno = e;
 }
+#endif
