@@ -252,16 +252,19 @@ export class VfioPciIrqs {
     const cfg = this.#pdev.cfg;
     const log2 = Math.ceil(Math.log2(nvec));
     this.#msi = [];
+    let address = 0n;
     for (let i = 0; i < nvec; i++) {
       const v: MsiVector = { trigger: null, data: 0 };
-      v.data = this.#irq.requestMsi(`vfio-msi[${i}](${this.#pdev.bdf})`, () => this.#sendMsi(v)).data;
+      const msg = this.#irq.requestMsi(`vfio-msi[${i}](${this.#pdev.bdf})`, () => this.#sendMsi(v));
+      v.data = msg.data;
+      if (!i) address = msg.address;
       this.#msi.push(v);
     }
-    // One base vector for a multi-message block: the device ORs the vector number into the data.
+    // The first vector's message for a multi-message block: the device ORs the vector number into the data.
     const base = this.#msi[0]!.data;
     const is64 = (cfg.msiFlags & PCI_MSI_FLAGS_64BIT) !== 0;
-    this.#pdev.configWrite(MSI_CAP_OFFSET + PCI_MSI_ADDRESS_LO, 4, 0xfee00000);
-    if (is64) this.#pdev.configWrite(MSI_CAP_OFFSET + PCI_MSI_ADDRESS_HI, 4, 0);
+    this.#pdev.configWrite(MSI_CAP_OFFSET + PCI_MSI_ADDRESS_LO, 4, Number(address & 0xffffffffn));
+    if (is64) this.#pdev.configWrite(MSI_CAP_OFFSET + PCI_MSI_ADDRESS_HI, 4, Number(address >> 32n));
     this.#pdev.configWrite(MSI_CAP_OFFSET + (is64 ? PCI_MSI_DATA_64 : PCI_MSI_DATA_32), 2, base);
     const flags = (cfg.msiFlags & ~PCI_MSI_FLAGS_QSIZE) | (log2 << 4) | PCI_MSI_FLAGS_ENABLE;
     this.#pdev.configWrite(MSI_CAP_OFFSET + PCI_MSI_FLAGS, 2, flags);
