@@ -61,6 +61,14 @@ describe('iommufd-emu run', () => {
     assert.equal(r.out, readFileSync(join(root, 'examples', 'edu_driver.expected'), 'utf8'));
   });
 
+  test('examples/sva_self.c: a bound process\'s malloc\'ed memory is DMAed through its PASID, an absent page faulted in, nothing after unbind (--sva)', async () => {
+    const prog = cc(join(root, 'examples', 'sva_self.c'), 'sva_self');
+    const r = await run(['run', '--sva', '--', prog]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.err, '');
+    assert.equal(r.out, readFileSync(join(root, 'examples', 'sva_self.expected'), 'utf8'));
+  });
+
   test('MSIs reach the program\'s own eventfds: EBADF/EINVAL refusals, at once after the BAR write, from a forked child, references dropped on disable and close', async () => {
     const prog = cc(join(root, 'test', 'progs', 'edu_irqs.c'), 'edu_irqs');
     const r = await run(['run', '--', prog]);

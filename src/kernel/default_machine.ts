@@ -10,7 +10,15 @@
 import { EduDevice } from '../hw/edu.js';
 import { Machine, type MachineOptions } from './machine.js';
 
-export function createDefaultMachine(opts: MachineOptions = {}): Machine {
+export interface DefaultMachineOptions extends MachineOptions {
+  /**
+   * Add an SVA-capable function (not on the oracle's guest): edu with its PASID-DMA extension, the
+   * PASID capability and PRI, at 0000:00:04.0 in a group of its own, bound to vfio-pci.
+   */
+  sva?: boolean;
+}
+
+export function createDefaultMachine(opts: DefaultMachineOptions = {}): Machine {
   const m = new Machine(opts);
   // QEMU 7.2's intel-iommu as the oracle runs it: 39-bit guest addresses, no snoop control.
   const iommu = m.addIommu({ profile: 'vtd', addressWidth: 39, snoopControl: false });
@@ -28,5 +36,6 @@ export function createDefaultMachine(opts: MachineOptions = {}): Machine {
   const lpc = fn('0000:00:1f.0', 0x8086, 0x2918, 0x060100, 'lpc_ich');
   fn('0000:00:1f.2', 0x8086, 0x2922, 0x010601, 'ahci', lpc);
   fn('0000:00:1f.3', 0x8086, 0x2930, 0x0c0500, 'i801_smbus', lpc);
+  if (opts.sva) m.vfio.pci.bind(m.addPciDevice({ bdf: '0000:00:04.0', iommu, model: new EduDevice({ pasid: true }), pasidWidth: 20, pri: true }));
   return m;
 }

@@ -203,6 +203,11 @@ export class RemoteMm extends Mm {
 
   override frameAt(addr: bigint, write: boolean): Frame {
     this.#check(addr, 1, write);
+    return this.#frame(addr);
+  }
+
+  /** The frame standing for the client's page at `addr` (made on first use). */
+  #frame(addr: bigint): Frame {
     const page = Number(addr >> BigInt(PAGE_SHIFT));
     let f = this.pages.get(page);
     if (!f) {
@@ -219,6 +224,43 @@ export class RemoteMm extends Mm {
       this.pages.set(page, f);
     }
     return f;
+  }
+
+  /**
+   * The client's page table as an IOMMU walking it for SVA sees it: present pages come from
+   * /proc/PID/pagemap (bit 63), access from the mapping's protection. Nothing is faulted in.
+   */
+  override walkUser(addr: bigint): { frame: Frame; read: boolean; write: boolean } | null {
+    if (!this.alive || addr < 0n || addr >= 1n << 47n) return null;
+    const v = this.#vma(addr);
+    if (!v || !this.#present(addr)) return null;
+    return { frame: this.#frame(addr), read: v.read, write: v.write };
+  }
+
+  /**
+   * A device's page request served by the client's mm: the mapping must allow the access; the
+   * page is then made present by touching it through /proc/PID/mem, which faults it in as the
+   * kernel's handle_mm_fault would (the device's write itself then breaks any copy-on-write).
+   */
+  override handleDeviceFault(addr: bigint, write: boolean): boolean {
+    if (!this.alive || addr < 0n || addr >= 1n << 47n) return false;
+    const v = this.#vma(addr);
+    if (!v || !(write ? v.write : v.read)) return false;
+    try {
+      this.rawRead(addr & ~(PAGE_SIZE_N - 1n), 1);
+    } catch {
+      return false;
+    }
+    return this.#present(addr);
+  }
+
+  #pagemapFd = -1;
+  readonly #pagemapBuf = Buffer.alloc(8);
+
+  #present(addr: bigint): boolean {
+    if (this.#pagemapFd < 0) this.#pagemapFd = openSync(`/proc/${this.pid}/pagemap`, 'r');
+    const n = readSync(this.#pagemapFd, this.#pagemapBuf, 0, 8, Number(addr >> BigInt(PAGE_SHIFT)) * 8);
+    return n === 8 && (this.#pagemapBuf.readBigUInt64LE(0) & (1n << 63n)) !== 0n;
   }
 
   /** The client's emulated hugetlb mappings (a fork's child inherits them). */
@@ -318,6 +360,7 @@ export class RemoteMm extends Mm {
     super.teardown();
     closeSync(this.#fd);
     closeSync(this.#mapsFd);
+    if (this.#pagemapFd >= 0) closeSync(this.#pagemapFd);
   }
 }
 
