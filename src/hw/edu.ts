@@ -10,10 +10,11 @@
  * masking, and no FLR.
  *
  * Registers (BAR0). Offsets below 0x80 are 32-bit registers and take only 4-byte accesses; the DMA
- * registers at 0x80 and above take 4 or 8 bytes. Any other width, and any offset that is not a
- * register, reads as all-ones of the access width and ignores writes, as edu.c's own checks do.
- * (QEMU's memory core is stricter still: edu declares 4..8-byte valid accesses, so a 1- or 2-byte
- * access never reaches edu.c and reads 0 there. We model edu.c's answer.)
+ * registers at 0x80 and above take 4 or 8 bytes. An 8-byte access below 0x80, and any offset that
+ * is not a register, reads as all-ones of the access width and ignores writes, as edu.c's own
+ * checks do. Narrower or unaligned accesses never reach edu.c: edu declares 4..8-byte aligned
+ * accesses valid, so QEMU's memory core refuses them and the read completes as 0 (measured on the
+ * oracle through vfio-pci: 1-, 2- and 3-byte reads and a 4-byte read at +2 give 0).
  *   0x00 identification 0x010000ed (version 1.0), read-only.
  *   0x04 liveness: reads back the bitwise inverse of the last value written.
  *   0x08 factorial: a write starts computing n! of the value unless a computation is running; a
@@ -207,7 +208,9 @@ export class EduDevice implements PciDeviceModel {
 
   barRead(bar: number, offset: number, size: BarAccessSize): bigint {
     const ones = (1n << BigInt(size * 8)) - 1n;
-    if (bar !== 0 || !sizeAllowed(offset, size)) return ones;
+    if (bar !== 0) return ones;
+    if (size < 4 || offset % size) return 0n;
+    if (!sizeAllowed(offset, size)) return ones;
     const read = this.regs.get(offset)?.read;
     return read ? read() & ones : ones;
   }
