@@ -32,8 +32,6 @@ export class VfioMm {
   readonly mm: Mm;
   /** The PASID iommu-sva gave the address space (the same on every device). */
   pasid = 0;
-  /** The process that owned the address space when it was bound (for messages). */
-  readonly pid: number;
   /** The process exited: the address space is gone and is never touched again. */
   exited = false;
   readonly bonds = new Map<Device, SvaHandle>();
@@ -41,9 +39,8 @@ export class VfioMm {
     this.exited = true;
   };
 
-  constructor(mm: Mm, pid: number) {
+  constructor(mm: Mm) {
     this.mm = mm;
-    this.pid = pid;
     mm.releaseNotifiers.add(this.#onExit);
   }
 
@@ -158,13 +155,12 @@ export class Type1Sva {
   bindIoctl(arg: bigint, task: Process): number {
     const { params, at } = readBind(arg, task, 'VFIO_IOMMU_BIND');
     const mm = params.flags & VFIO_IOMMU_BIND_PID ? mmOfPid(task, params.pid) : task.mm;
-    const pid = params.flags & VFIO_IOMMU_BIND_PID ? params.pid : task.pid;
     const have = this.mms.find((m) => m.mm === mm);
     if (have) {
       copyToUser(task, at, vfio_iommu_type1_bind_process.encode({ ...params, pasid: have.pasid }), 'writing back vfio_iommu_type1_bind_process');
       return 0;
     }
-    const vmm = new VfioMm(mm, pid);
+    const vmm = new VfioMm(mm);
     const done: IommuGroup[] = [];
     try {
       for (const group of this.#container.groups()) {
