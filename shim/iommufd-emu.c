@@ -121,7 +121,7 @@ static const char *debugfs_path(const char *p, char *buf, size_t n)
 	return buf;
 }
 
-static int full_io(int fd, void *buf, size_t len, int wr)
+int emu_full_io(int fd, void *buf, size_t len, int wr)
 {
 	size_t done = 0;
 	resolve_read();
@@ -157,7 +157,7 @@ static int skip_bytes(int s, uint32_t n)
 
 	while (n) {
 		uint32_t k = n < sizeof(skip) ? n : sizeof(skip);
-		if (full_io(s, skip, k, 0))
+		if (emu_full_io(s, skip, k, 0))
 			return -1;
 		n -= k;
 	}
@@ -172,11 +172,11 @@ static int64_t take_pins(int s, uint32_t avail)
 {
 	uint32_t n, i;
 
-	if (avail < sizeof(n) || full_io(s, &n, sizeof(n), 0) || avail - sizeof(n) < (uint64_t)n * 4)
+	if (avail < sizeof(n) || emu_full_io(s, &n, sizeof(n), 0) || avail - sizeof(n) < (uint64_t)n * 4)
 		return -1;
 	for (i = 0; i < n; i++) {
 		int32_t fd;
-		if (full_io(s, &fd, sizeof(fd), 0))
+		if (emu_full_io(s, &fd, sizeof(fd), 0))
 			return -1;
 		notify_pin(fd);
 	}
@@ -199,8 +199,8 @@ static int64_t rpc_on(int s, uint32_t op, int fd, int fd2, uint64_t a0, uint64_t
 	char reason[sizeof(last_reason)];
 	uint32_t rl;
 
-	if (full_io(s, &req, sizeof(req), 1) || (plen && full_io(s, (void *)payload, plen, 1)) ||
-	    full_io(s, &resp, sizeof(resp), 0) || resp.len < sizeof(resp))
+	if (emu_full_io(s, &req, sizeof(req), 1) || (plen && emu_full_io(s, (void *)payload, plen, 1)) ||
+	    emu_full_io(s, &resp, sizeof(resp), 0) || resp.len < sizeof(resp))
 		goto broken;
 	rl = resp.len - sizeof(resp);
 	if (resp.flags & EMU_RESP_PINS) {
@@ -211,7 +211,7 @@ static int64_t rpc_on(int s, uint32_t op, int fd, int fd2, uint64_t a0, uint64_t
 	}
 	if (rl) {
 		uint32_t keep = rl < sizeof(reason) - 1 ? rl : sizeof(reason) - 1;
-		if (full_io(s, reason, keep, 0) || skip_bytes(s, rl - keep))
+		if (emu_full_io(s, reason, keep, 0) || skip_bytes(s, rl - keep))
 			goto broken;
 		reason[keep] = 0;
 		memcpy(last_reason, reason, keep + 1);

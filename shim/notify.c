@@ -57,21 +57,6 @@ REAL(ssize_t, write, int, const void *, size_t)
 REAL(int, close, int)
 REAL(int, fcntl, int, int, ...)
 
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = real_read(fd, (char *)buf + done, len - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		done += n;
-	}
-	return 0;
-}
-
 static void apply(const struct emu_note *n)
 {
 	uint64_t one = 1;
@@ -156,7 +141,7 @@ static void *notify_thread(void *arg)
 			break;
 		}
 		if (pfd[0].revents) {
-			if (read_full(fd, &n, sizeof(n)))
+			if (emu_full_io(fd, &n, sizeof(n), 0))
 				break;
 			apply(&n);
 			continue; /* the watch set may have changed */

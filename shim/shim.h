@@ -1,6 +1,7 @@
 /* What the shim's source files share: the daemon round trip and the libc symbols they wrap. */
 #ifndef IOMMUFD_EMU_SHIM_H
 #define IOMMUFD_EMU_SHIM_H
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -27,6 +28,8 @@ SHIM_INTERNAL int emu_connected(void);
 SHIM_INTERNAL int64_t emu_rpc(uint32_t op, int fd, int fd2, uint64_t a0, uint64_t a1, const void *payload,
 	    uint32_t plen);
 
+/* Read (wr = 0) or write exactly len bytes, retrying on EINTR; 0, or -1 on error or EOF. */
+SHIM_INTERNAL int emu_full_io(int fd, void *buf, size_t len, int wr);
 /* A new connection to the daemon that has said `op` (HELLO-like: a0, a1): its fd, or -1. */
 SHIM_INTERNAL int emu_socket(uint32_t op, uint64_t a0, uint64_t a1);
 /* notify.c: pin one of the process's eventfds as its next token. */
