@@ -32,21 +32,15 @@ export class VfioMm {
   readonly mm: Mm;
   /** The PASID iommu-sva gave the address space (the same on every device). */
   pasid = 0;
-  /** The process exited: the address space is gone and is never touched again. */
-  exited = false;
   readonly bonds = new Map<Device, SvaHandle>();
-  readonly #onExit = (): void => {
-    this.exited = true;
-  };
 
   constructor(mm: Mm) {
     this.mm = mm;
-    mm.releaseNotifiers.add(this.#onExit);
   }
 
-  /** The bond is gone: stop listening for the exit. */
-  forget(): void {
-    this.mm.releaseNotifiers.delete(this.#onExit);
+  /** The process exited: the address space is gone and is never touched again. */
+  get exited(): boolean {
+    return !this.mm.alive;
   }
 }
 
@@ -147,7 +141,6 @@ export class Type1Sva {
   unbindAll(): void {
     for (const vmm of this.mms.splice(0)) {
       for (const dev of [...vmm.bonds.keys()]) this.#unbindDevice(vmm, dev);
-      vmm.forget();
     }
   }
 
@@ -173,7 +166,6 @@ export class Type1Sva {
       const i = this.mms.indexOf(vmm);
       if (i >= 0) this.mms.splice(i, 1);
       for (const group of done) this.unbindGroup(group, vmm);
-      vmm.forget();
       throw e;
     }
     return 0;
@@ -198,7 +190,6 @@ export class Type1Sva {
     if (!vmm) fail(Errno.ESRCH, `the address space of process ${params.flags & VFIO_IOMMU_BIND_PID ? params.pid : task.pid} is not bound to this container`);
     this.mms.splice(this.mms.indexOf(vmm), 1);
     for (const dev of [...vmm.bonds.keys()]) this.#unbindDevice(vmm, dev);
-    vmm.forget();
     return 0;
   }
 }
