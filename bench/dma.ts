@@ -130,8 +130,8 @@ const miss = rate((i) => {
   const r = cold.dev.dmaRead(IOVA + BigInt((i % 256) * 4096), 4);
   if (!r.ok) throw new Error('translation faulted');
 });
-const s = warm.dev.unit.iotlb.stats;
+const s = warm.dev.iommuUnit.iotlb.stats;
 out('');
 out(`translations (4-byte reads over 256 pages): IOTLB hit ${fmt(hit)}/s, miss+walk ${fmt(miss)}/s (walk costs x${(hit / miss).toFixed(1)})`);
-out(`warm IOTLB: ${fmt(s.hits)} hits, ${fmt(s.misses)} misses over ${pages} mapped pages; cold IOTLB misses ${fmt(cold.dev.unit.iotlb.stats.misses)}`);
+out(`warm IOTLB: ${fmt(s.hits)} hits, ${fmt(s.misses)} misses over ${pages} mapped pages; cold IOTLB misses ${fmt(cold.dev.iommuUnit.iotlb.stats.misses)}`);
 out(`dma: ${summary.join('; ')}; translate hit=${fmt(hit)}/s miss=${fmt(miss)}/s`);

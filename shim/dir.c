@@ -44,6 +44,7 @@ static pthread_mutex_t dirs_lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *const roots[] = {
 	"/sys/kernel/iommu_groups", "/sys/bus/pci", "/sys/devices/virtual/vfio",
 	"/sys/devices/virtual/iommu", "/sys/class/vfio", "/sys/class/vfio-dev", "/sys/class/iommu",
+	"/sys/module/vfio", "/sys/module/vfio_iommu_type1",
 };
 
 static int pci_root_bus(const char *p)
@@ -227,9 +228,21 @@ int emulated_sysfs_path(const char *p)
 	return p && sysfs_path(p);
 }
 
+/* /dev/vfio (with or without a trailing slash): a directory the daemon lists, not a node. */
+int emulated_dev_dir(const char *p)
+{
+	static const char d[] = "/dev/vfio";
+	if (!p || strncmp(p, d, sizeof(d) - 1))
+		return 0;
+	for (p += sizeof(d) - 1; *p == '/'; p++)
+		;
+	return *p == 0;
+}
+
 /*
- * An emulated sysfs attribute opens as a real memfd holding its content (sysfs fixes the text at
- * the first read anyway; config is read at open), so read, fopen and mmap all work natively.
+ * An emulated sysfs attribute opened read-only is a real memfd holding its content (sysfs fixes
+ * the text at the first read anyway; config is read at open), so read, fopen and mmap all work
+ * natively. (Opens for writing go to the daemon like a device node's.)
  */
 int sysfs_open(const char *path, int flags)
 {
@@ -237,10 +250,6 @@ int sysfs_open(const char *path, int flags)
 	char *text;
 	int fd;
 
-	if ((flags & O_ACCMODE) != O_RDONLY) {
-		errno = EACCES;
-		return -1;
-	}
 	text = emu_fetch(EMU_SYSFS_READ, -1, path, &len);
 	if (!text)
 		return -1;

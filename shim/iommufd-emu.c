@@ -1,6 +1,7 @@
 /*
  * libiommufd-emu.so: an LD_PRELOAD shim that routes a program's calls on emulated paths
- * (/dev/iommu, /dev/vfio/..., /proc/.../task/TID/fail-nth) to the iommufd-emu daemon, unchanged
+ * (/dev/iommu, /dev/vfio/..., /proc/.../task/TID/fail-nth, its own /proc/PID/pagemap, whose PFNs
+ * must be the emulated machine's) to the iommufd-emu daemon, unchanged
  * program in, emulated kernel out.
  *
  * Each emulated fd is the read end of a real pipe, so the program holds a genuine fd number that
@@ -99,7 +100,12 @@ int emulated_path(const char *p)
 		return 1;
 	if (!strncmp(p, "/proc/", 6)) {
 		size_t n = strlen(p);
-		return n > 9 && !strcmp(p + n - 9, "/fail-nth") && strstr(p, "/task/");
+		char own[40];
+		if (n > 9 && !strcmp(p + n - 9, "/fail-nth") && strstr(p, "/task/"))
+			return 1;
+		/* Our own pagemap: PFNs must be the emulated machine's, for noiommu DMA. */
+		snprintf(own, sizeof(own), "/proc/%d/pagemap", (int)getpid());
+		return !strcmp(p, "/proc/self/pagemap") || !strcmp(p, own);
 	}
 	return 0;
 }
@@ -345,7 +351,8 @@ static int emu_open(const char *path, int flags)
 	int p[2];
 	int64_t r;
 
-	if (emulated_sysfs_path(path))
+	/* Read-only opens get a memfd copy; a write (a module parameter) goes to the daemon's file. */
+	if (emulated_sysfs_path(path) && (flags & O_ACCMODE) == O_RDONLY)
 		return sysfs_open(path, flags);
 	if (pipe2(p, O_CLOEXEC & flags ? O_CLOEXEC : 0))
 		return -1;
@@ -445,17 +452,50 @@ int __openat64_2(int dirfd, const char *path, int flags)
 DIR *opendir(const char *path)
 {
 	char buf[PATH_MAX];
-	if (emulated_sysfs_path(path))
+	if (emulated_sysfs_path(path) || emulated_dev_dir(path) || !strncmp(path, "/dev/vfio/", 10))
 		return emu_opendir(path);
 	resolve_opendir();
 	return real_opendir(debugfs_path(path, buf, sizeof(buf)));
 }
 
-/* An emulated sysfs attribute: its memfd as a stream (read-only, like the attribute). */
+static ssize_t attr_cookie_read(void *c, char *buf, size_t n)
+{
+	return read((int)(intptr_t)c, buf, n);
+}
+
+static ssize_t attr_cookie_write(void *c, const char *buf, size_t n)
+{
+	return write((int)(intptr_t)c, buf, n);
+}
+
+static int attr_cookie_close(void *c)
+{
+	return close((int)(intptr_t)c);
+}
+
+/*
+ * An emulated sysfs attribute as a stream: read-only, its memfd; for writing (a module parameter),
+ * a stream over the daemon's file, since glibc's stdio would write an fd with calls the preload
+ * cannot see.
+ */
 static FILE *sysfs_fopen(const char *path, const char *mode)
 {
-	int fd = sysfs_open(path, (strpbrk(mode, "wa+") ? O_RDWR : O_RDONLY) | (strchr(mode, 'e') ? O_CLOEXEC : 0));
-	return fd < 0 ? NULL : fdopen(fd, mode);
+	int cloexec = strchr(mode, 'e') ? O_CLOEXEC : 0;
+	if (!strpbrk(mode, "wa+")) {
+		int fd = sysfs_open(path, O_RDONLY | cloexec);
+		return fd < 0 ? NULL : fdopen(fd, mode);
+	}
+	int fd = open(path, (strchr(mode, '+') ? O_RDWR : O_WRONLY) | cloexec);
+	if (fd < 0)
+		return NULL;
+	cookie_io_functions_t io = { .read = attr_cookie_read, .write = attr_cookie_write, .close = attr_cookie_close };
+	FILE *f = fopencookie((void *)(intptr_t)fd, mode, io);
+	if (!f) {
+		int e = errno;
+		close(fd);
+		errno = e;
+	}
+	return f;
 }
 
 FILE *fopen(const char *path, const char *mode)

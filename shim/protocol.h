@@ -66,15 +66,17 @@ struct emu_note {
  * STAT (payload = path) and FSTAT (fd) answer a device node's metadata packed into ret:
  * bits 0-11 the mode's permission bits, 12-31 the minor, 32-43 the major, and EMU_STAT_NODE set.
  * STAT of a path that is no node fails with ENOENT; FSTAT of a file that is no device node (a fault
- * or access fd, fail-nth) answers 0: the shim stats the backing fd instead.
+ * or access fd, fail-nth) answers 0: the shim stats the backing fd instead. A STAT of an emulated
+ * /dev directory (/dev/vfio, /dev/vfio/devices) answers EMU_STAT_DIR with its permission bits.
  */
 #define EMU_STAT_NODE (1ULL << 62)
+#define EMU_STAT_DIR (1ULL << 61)
 #define EMU_STAT_MODE(r) ((unsigned)((r) & 07777))
 #define EMU_STAT_MINOR(r) ((unsigned)(((r) >> 12) & 0xfffff))
 #define EMU_STAT_MAJOR(r) ((unsigned)(((r) >> 32) & 0xfff))
 
 /*
- * LISTDIR (payload = path, a0 = buffer, a1 = its size): an emulated /sys directory's entries as
+ * LISTDIR (payload = path, a0 = buffer, a1 = its size): an emulated /sys or /dev directory's entries as
  * d_type byte, name, NUL each; ret is the listing's size (nothing written if it exceeds a1).
  * SYSFS_READ (same arguments): an emulated /sys attribute's content, likewise. READLINK (same
  * arguments): an emulated /sys link's target, likewise. FD_LINK (fd, a0, a1): what

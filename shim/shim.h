@@ -47,6 +47,7 @@ SHIM_INTERNAL int is_emulated(int fd);
 SHIM_INTERNAL int emulated_path(const char *p);
 /* Whether p is at or below an emulated /sys directory (dir.c). */
 SHIM_INTERNAL int emulated_sysfs_path(const char *p);
+SHIM_INTERNAL int emulated_dev_dir(const char *p);
 /* opendir of an emulated /sys directory. */
 #include <dirent.h>
 SHIM_INTERNAL DIR *emu_opendir(const char *name);

@@ -65,10 +65,10 @@ REAL(int, __fxstatat64, int, int, const char *, struct stat64 *, int)
 		return real_##name(__VA_ARGS__);                               \
 	} while (0)
 
-/* A path whose node the daemon answers for: an emulated path under /dev. */
+/* A path whose node the daemon answers for: an emulated path under /dev, or /dev/vfio itself. */
 static int node_path(const char *p)
 {
-	return p && !strncmp(p, "/dev/", 5) && emulated_path(p);
+	return p && !strncmp(p, "/dev/", 5) && (emulated_path(p) || emulated_dev_dir(p));
 }
 
 /* The packed node metadata for path (protocol.h), or -1 with errno (ENOENT: no such node). */
@@ -101,11 +101,11 @@ static uint64_t node_ino(int64_t r)
 	do {                                                                   \
 		memset((st), 0, sizeof(*(st)));                                \
 		fill_base((st), sizeof(*(st)));                                \
-		(st)->st_mode = S_IFCHR | EMU_STAT_MODE(r);                    \
-		(st)->st_rdev = makedev(EMU_STAT_MAJOR(r), EMU_STAT_MINOR(r)); \
+		(st)->st_mode = ((r) & EMU_STAT_DIR ? S_IFDIR : S_IFCHR) | EMU_STAT_MODE(r); \
+		(st)->st_rdev = (r) & EMU_STAT_DIR ? 0 : makedev(EMU_STAT_MAJOR(r), EMU_STAT_MINOR(r)); \
 		(st)->st_uid = 0;                                              \
 		(st)->st_gid = 0;                                              \
-		(st)->st_nlink = 1;                                            \
+		(st)->st_nlink = (r) & EMU_STAT_DIR ? 2 : 1;                   \
 		(st)->st_size = 0;                                             \
 		(st)->st_blocks = 0;                                           \
 		(st)->st_ino = node_ino(r);                                    \

@@ -9,10 +9,12 @@ import { runProgram, serve } from './run.js';
 const USAGE = `usage: iommufd-emu <command>
 
 commands:
-  run [--root] [--machine FILE] -- PROGRAM [ARGS...]
+  run [--root] [--sva | --noiommu] [--machine FILE] -- PROGRAM [ARGS...]
            run an unmodified program against the emulated kernel (preload shim + embedded
            daemon); exits with the program's status. --root: the emulated kernel sees uid 0
-           with every capability (as the oracle guest runs programs), not the real credentials
+           with every capability (as the oracle guest runs programs), not the real credentials.
+           --sva: add an SVA-capable edu at 0000:00:04.0. --noiommu: no IOMMU; edu is in
+           vfio's noiommu group /dev/vfio/noiommu-0
   serve [--socket PATH]
            serve the emulated kernel to shim clients on a Unix socket
   demo     run a scripted session against /dev/iommu on the built-in machine,

@@ -1,9 +1,10 @@
 /**
- * `iommufd-emu run [--root] [--sva] [--machine FILE] -- PROGRAM ARGS`: start a daemon inside this process,
+ * `iommufd-emu run [--root] [--sva | --noiommu] [--machine FILE] -- PROGRAM ARGS`: start a daemon inside this process,
  * run the program with the preload shim pointed at it, and exit with the program's status
  * (128+signal when it was killed), as umockdev-run does. `iommufd-emu serve` runs the daemon alone.
  * Both give clients a debugfs (src/server/debugfs.ts) next to the socket. `--sva` adds an
- * SVA-capable edu function (0000:00:04.0) to the built-in machine.
+ * SVA-capable edu function (0000:00:04.0) to the built-in machine; `--noiommu` takes its IOMMU
+ * away and turns on vfio's noiommu mode (edu in /dev/vfio/noiommu-0).
  */
 
 import { spawn } from 'node:child_process';
@@ -30,9 +31,13 @@ export async function runProgram(argv: string[]): Promise<number> {
     process.stderr.write('iommufd-emu run: --machine files arrive with the simulated IOMMU hardware; only the built-in machine exists yet\n');
     return 2;
   }
-  const unknown = opts.find((o) => o !== '--root' && o !== '--sva');
+  const unknown = opts.find((o) => o !== '--root' && o !== '--sva' && o !== '--noiommu');
   if (!cmd.length || unknown !== undefined) {
-    process.stderr.write(`${unknown !== undefined ? `iommufd-emu run: unknown option ${unknown}\n` : ''}usage: iommufd-emu run [--root] [--sva] [--machine FILE] -- PROGRAM [ARGS...]\n`);
+    process.stderr.write(`${unknown !== undefined ? `iommufd-emu run: unknown option ${unknown}\n` : ''}usage: iommufd-emu run [--root] [--sva | --noiommu] [--machine FILE] -- PROGRAM [ARGS...]\n`);
+    return 2;
+  }
+  if (opts.includes('--sva') && opts.includes('--noiommu')) {
+    process.stderr.write('iommufd-emu run: --sva needs an IOMMU and --noiommu takes it away; pick one\n');
     return 2;
   }
   const shim = shimPath();
@@ -43,7 +48,7 @@ export async function runProgram(argv: string[]): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'iommufd-emu-'));
   const sock = join(dir, 'sock');
   const debugfs = makeDebugfs(join(dir, 'debugfs'));
-  const daemon = new Daemon(createDefaultMachine({ sva: opts.includes('--sva') }), { identity: opts.includes('--root') ? 'root' : 'real' });
+  const daemon = new Daemon(createDefaultMachine({ sva: opts.includes('--sva'), noiommu: opts.includes('--noiommu') }), { identity: opts.includes('--root') ? 'root' : 'real' });
   await daemon.listen(sock);
   try {
     const preload = [shim, process.env.LD_PRELOAD].filter(Boolean).join(':');

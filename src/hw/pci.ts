@@ -14,7 +14,8 @@
 
 import { KernelError } from '../errno.js';
 import { Device, type IopfFault, IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE, IOMMU_FAULT_PAGE_REQUEST_PASID_VALID, IOMMU_PAGE_RESP, reportDeviceFault } from '../kernel/iommu/core.js';
-import type { DmaFault, DmaReadResult, DmaWriteResult, HwIommu, MsiMessage } from './iommu.js';
+import type { DmaTarget } from './host_bus.js';
+import { type DmaFault, type DmaReadResult, type DmaWriteResult, HwIommu, type MsiMessage } from './iommu.js';
 import { PciConfigSpace } from './pci_config.js';
 import type { BarAccessSize, PciDeviceModel, PciFunctionPort } from './pci_model.js';
 
@@ -92,8 +93,10 @@ export class PciDevice extends Device {
   readonly vendor: number;
   readonly deviceId: number;
   readonly classCode: number;
-  /** The IOMMU unit in front of the device. */
-  readonly unit: HwIommu;
+  /** The IOMMU unit in front of the device; null when there is none (DMA addresses are physical). */
+  readonly unit: HwIommu | null;
+  /** Where the function's requests go: `unit`, or the host bus when there is no IOMMU. */
+  readonly dmaTarget: DmaTarget;
   readonly pasidWidth: number;
   readonly ats: boolean;
   readonly pri: boolean;
@@ -115,7 +118,7 @@ export class PciDevice extends Device {
   readonly #logSize: number;
   #nextPrg = 0;
 
-  constructor(opts: PciDeviceOptions, unit: HwIommu) {
+  constructor(opts: PciDeviceOptions, target: DmaTarget) {
     const a = parseBdf(opts.bdf);
     super(opts.bdf.toLowerCase(), 'pci');
     this.bdf = opts.bdf.toLowerCase();
@@ -126,13 +129,20 @@ export class PciDevice extends Device {
     this.vendor = opts.model?.vendor ?? opts.vendor ?? 0x1b36;
     this.deviceId = opts.model?.device ?? opts.device ?? 0x0005;
     this.classCode = opts.model?.classCode ?? opts.classCode ?? 0x00ff00;
-    this.unit = unit;
+    this.unit = target instanceof HwIommu ? target : null;
+    this.dmaTarget = target;
     this.pasidWidth = opts.pasidWidth ?? 20;
     this.ats = opts.ats ?? true;
     this.pri = opts.pri ?? false;
     this.#logSize = opts.logSize ?? 256;
     this.model = opts.model ?? null;
     this.cfg = new PciConfigSpace(this.model ?? { vendor: this.vendor, device: this.deviceId, classCode: this.classCode });
+  }
+
+  /** The IOMMU unit, for code that only runs for devices behind one (IOMMU drivers). */
+  get iommuUnit(): HwIommu {
+    if (!this.unit) throw new Error(`${this.bdf} is not behind an IOMMU`);
+    return this.unit;
   }
 
   /** Configuration space bytes (the hardware's current values). */
@@ -178,7 +188,7 @@ export class PciDevice extends Device {
 
   #port(): PciFunctionPort {
     const busError = (addr: bigint, write: boolean): DmaFault => ({
-      unit: this.unit.name, bdf: this.bdf, rid: this.rid, iova: addr, pasid: null, write, reason: 'bus-error',
+      unit: this.dmaTarget.name, bdf: this.bdf, rid: this.rid, iova: addr, pasid: null, write, reason: 'bus-error',
       detail: 'bus mastering is disabled in the COMMAND register',
     });
     return {
@@ -235,19 +245,19 @@ export class PciDevice extends Device {
 
   /** Read `length` bytes at `iova` (through the IOMMU); a fault is returned, not thrown. */
   dmaRead(iova: bigint, length: number, pasid?: number): PciDmaReadResult {
-    const r = this.unit.read(this, iova, length, pasid ?? null);
+    const r = this.dmaTarget.read(this, iova, length, pasid ?? null);
     return r.ok ? r : this.#faulted(r.fault);
   }
 
   /** Read into `dst` without allocating (device models with their own buffers); `dst` is untouched on a fault. */
   dmaReadInto(iova: bigint, dst: Uint8Array, pasid?: number): PciDmaWriteResult {
-    const r = this.unit.readInto(this, iova, dst, pasid ?? null);
+    const r = this.dmaTarget.readInto(this, iova, dst, pasid ?? null);
     return r.ok ? r : this.#faulted(r.fault);
   }
 
   /** Write `bytes` at `iova`; a write to the MSI window is an interrupt (`msi` in the result). */
   dmaWrite(iova: bigint, bytes: Uint8Array, pasid?: number): PciDmaWriteResult {
-    const r = this.unit.write(this, iova, bytes, pasid ?? null);
+    const r = this.dmaTarget.write(this, iova, bytes, pasid ?? null);
     if (!r.ok) return this.#faulted(r.fault);
     if (r.msi) {
       this.msis.push(r.msi);

@@ -5,6 +5,10 @@
  * /dev/vfio/devices/vfio0. The other functions (host bridge, VGA, NIC, the ICH9 LPC/SATA/SMBus
  * trio sharing group 4) have no models; they are bound to their kernel drivers, which keeps their
  * groups out of user hands as on the real guest.
+ *
+ * `noiommu` gives the same guest without its VT-d unit, booted with
+ * vfio.enable_unsafe_noiommu_mode=1 (test/oracle/noiommu.sh runs the real one): no function has an
+ * IOMMU group, and vfio-pci puts edu in the noiommu group 0 (/dev/vfio/noiommu-0, no cdev).
  */
 
 import { EduDevice } from '../hw/edu.js';
@@ -16,14 +20,17 @@ export interface DefaultMachineOptions extends MachineOptions {
    * PASID capability and PRI, at 0000:00:04.0 in a group of its own, bound to vfio-pci.
    */
   sva?: boolean;
+  /** No IOMMU at all, and vfio's noiommu mode on (conflicts with `sva`, which needs PASIDs). */
+  noiommu?: boolean;
 }
 
 export function createDefaultMachine(opts: DefaultMachineOptions = {}): Machine {
-  const m = new Machine(opts);
+  if (opts.noiommu && opts.sva) throw new Error('an SVA function needs an IOMMU; noiommu has none');
+  const m = new Machine(opts.noiommu ? { ...opts, vfio: { ...opts.vfio, noiommu: true } } : opts);
   // QEMU 7.2's intel-iommu as the oracle runs it: 39-bit guest addresses, no snoop control.
-  const iommu = m.addIommu({ profile: 'vtd', addressWidth: 39, snoopControl: false });
+  const iommu = opts.noiommu ? null : m.addIommu({ profile: 'vtd', addressWidth: 39, snoopControl: false });
   const fn = (bdf: string, vendor: number, device: number, classCode: number, driver: string | null, group?: Parameters<Machine['addPciDevice']>[0]['group']) => {
-    const d = m.addPciDevice({ bdf, iommu, vendor, device, classCode, ...(group ? { group } : {}) });
+    const d = m.addPciDevice({ bdf, iommu, vendor, device, classCode, ...(group && iommu ? { group } : {}) });
     if (driver) d.bindDriver(driver, false);
     return d;
   };

@@ -10,13 +10,14 @@ import type { Machine, UserStruct } from './machine.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, type Mm, PROT_READ, PROT_WRITE } from './mm/mm.js';
 import { eventfdFile } from './eventfd.js';
 import { procOpen } from './procfs.js';
-import { sysfsList, sysfsOpen, sysfsText } from './sysfs.js';
+import { DT_DIR, type SysfsDirent, sysfsList, sysfsOpen, sysfsText } from './sysfs.js';
 import { copyToUser } from './uaccess.js';
 import { big, hex } from './trace.js';
 import type { TraceValue } from './trace.js';
-import { type File, O_RDWR, POLLIN, POLLOUT } from './vfs.js';
+import { checkFileMode, type File, O_RDWR, POLLIN, POLLOUT } from './vfs.js';
 
 /** Capabilities the emulated kernel checks (include/uapi/linux/capability.h). */
+export const CAP_DAC_OVERRIDE = 1;
 export const CAP_IPC_LOCK = 14;
 export const CAP_SYS_RAWIO = 17;
 export const CAP_SYS_PTRACE = 19;
@@ -213,11 +214,19 @@ export class Process {
   listdir(path: string, buf: bigint, size: number): SysResult {
     return this.#sys('listdir', { path, size }, () => {
       const enc = new TextEncoder();
-      const parts = sysfsList(this.machine, path).map((d) => Uint8Array.from([d.type, ...enc.encode(d.name), 0]));
+      const parts = this.#listing(path).map((d) => Uint8Array.from([d.type, ...enc.encode(d.name), 0]));
       const out = new Uint8Array(parts.reduce((n, b) => n + b.length, 0));
       parts.reduce((off, b) => (out.set(b, off), off + b.length), 0);
       return this.#fillUser(out, buf, size, 'writing the directory listing');
     });
+  }
+
+  /** An emulated /dev directory (devtmpfs: "." and ".." first) or /sys directory. */
+  #listing(path: string): SysfsDirent[] {
+    if (!path.startsWith('/dev/')) return sysfsList(this.machine, path);
+    const entries = this.machine.devices.list(path);
+    if (!entries) fail(this.machine.devices.paths().includes(path) ? Errno.ENOTDIR : Errno.ENOENT, `${path}: no such directory on this machine`);
+    return [{ name: '.', type: DT_DIR }, { name: '..', type: DT_DIR }, ...entries];
   }
 
   /** An emulated /sys attribute's whole text into user memory, sized like `listdir`. */
@@ -305,41 +314,42 @@ export class Process {
   }
 
   read(fd: number, buf: bigint, count: number): SysResult {
-    return this.#sys('read', { fd, buf: big(buf), count }, () => {
-      const f = this.fget(fd);
-      if (!f.ops.read) fail(Errno.EINVAL, `${f.ops.name} cannot be read`);
-      return f.ops.read(f, this, buf, count);
-    });
+    return this.#sys('read', { fd, buf: big(buf), count }, () => this.#vfsRead(this.fget(fd), buf, count));
   }
 
   write(fd: number, buf: bigint, count: number): SysResult {
-    return this.#sys('write', { fd, buf: big(buf), count }, () => {
-      const f = this.fget(fd);
-      if (!f.ops.write) fail(Errno.EINVAL, `${f.ops.name} cannot be written`);
-      return f.ops.write(f, this, buf, count);
-    });
+    return this.#sys('write', { fd, buf: big(buf), count }, () => this.#vfsWrite(this.fget(fd), buf, count));
   }
 
   /** pread: read at `offset` without moving the file position; ESPIPE on unseekable files. */
   pread(fd: number, buf: bigint, count: number, offset: bigint): SysResult {
-    return this.#sys('pread', { fd, buf: big(buf), count, offset: big(offset) }, () => this.#positioned(fd, offset, (f) => {
-      if (!f.ops.read) fail(Errno.EINVAL, `${f.ops.name} cannot be read`);
-      return f.ops.read(f, this, buf, count);
-    }));
+    return this.#sys('pread', { fd, buf: big(buf), count, offset: big(offset) }, () => this.#positioned(fd, offset, (f) => this.#vfsRead(f, buf, count)));
   }
 
   /** pwrite: write at `offset` without moving the file position; ESPIPE on unseekable files. */
   pwrite(fd: number, buf: bigint, count: number, offset: bigint): SysResult {
-    return this.#sys('pwrite', { fd, buf: big(buf), count, offset: big(offset) }, () => this.#positioned(fd, offset, (f) => {
-      if (!f.ops.write) fail(Errno.EINVAL, `${f.ops.name} cannot be written`);
-      return f.ops.write(f, this, buf, count);
-    }));
+    return this.#sys('pwrite', { fd, buf: big(buf), count, offset: big(offset) }, () => this.#positioned(fd, offset, (f) => this.#vfsWrite(f, buf, count)));
   }
 
+  /** vfs_read: open for reading (EBADF), then a file that can be read (EINVAL). */
+  #vfsRead(f: File, buf: bigint, count: number): number {
+    checkFileMode(f, false);
+    if (!f.ops.read) fail(Errno.EINVAL, `${f.ops.name} cannot be read`);
+    return f.ops.read(f, this, buf, count);
+  }
+
+  #vfsWrite(f: File, buf: bigint, count: number): number {
+    checkFileMode(f, true);
+    if (!f.ops.write) fail(Errno.EINVAL, `${f.ops.name} cannot be written`);
+    return f.ops.write(f, this, buf, count);
+  }
+
+  /** ksys_pread64 / ksys_pwrite64: a negative offset first, then the fd, then whether it seeks. */
   #positioned(fd: number, offset: bigint, io: (f: File) => number): number {
+    if (offset < 0n) fail(Errno.EINVAL, `offset ${offset} is negative`);
     const f = this.fget(fd);
     if (!f.ops.seekable) fail(Errno.ESPIPE, `${f.ops.name} does not support positioned I/O`);
-    if (offset < 0n || offset > BigInt(Number.MAX_SAFE_INTEGER)) fail(Errno.EINVAL, `offset ${offset} is negative or too large`);
+    if (offset > BigInt(Number.MAX_SAFE_INTEGER)) fail(Errno.EINVAL, `offset ${offset} is beyond what this emulation addresses`);
     const saved = f.pos;
     f.pos = Number(offset);
     try {

@@ -2,29 +2,34 @@
  * The slice of /sys that iommufd and VFIO users read to find their devices, computed from the
  * machine's state on every lookup (sysfs holds no state of its own):
  *
- *   /sys/kernel/iommu_groups/N/{devices/BDF@, type, reserved_regions}
+ *   /sys/kernel/iommu_groups/N/{devices/BDF@, type, reserved_regions, name (when the group has one)}
  *   /sys/bus/pci/devices/BDF@                      -> ../../../devices/pciDDDD:BB/BDF
  *   /sys/bus/pci/drivers/DRIVER/BDF@               the functions each driver has
  *   /sys/devices/pciDDDD:BB/BDF/                   a PCI function: config (the hardware's config
  *       space; 64 bytes for readers without CAP_SYS_ADMIN, as pci_read_config), vendor, device,
  *       subsystem_vendor, subsystem_device, class, revision, enable, driver_override, and the links
- *       driver@, iommu@, iommu_group@; with a VFIO cdev, vfio-dev/vfioN/{dev, uevent, device@}
+ *       driver@, iommu@ (behind an IOMMU), iommu_group@; registered with VFIO, vfio-dev/vfioN/
+ *       {uevent, device@} and, with a cdev (not noiommu), dev
+ *   /sys/module/vfio/parameters/enable_unsafe_noiommu_mode, /sys/module/vfio_iommu_type1/
+ *       parameters/{allow_unsafe_interrupts, disable_hugepages, dma_entry_limit}: read by anyone,
+ *       written by root, as the modules' S_IWUSR parameters are
  *   /sys/class/vfio-dev/vfioN@, /sys/class/vfio/N@ -> /sys/devices/virtual/vfio/N/{dev, uevent}
  *   /sys/class/iommu/UNIT@ -> /sys/devices/virtual/iommu/UNIT/devices/BDF@
  *
  * (@: a symlink, with the relative target the kernel gives it.) Paths resolve as the VFS resolves
  * them: a link in the middle of a path is followed, a link at its end is followed by open and
  * opendir but read by readlink. Directories list with readdir (`sysfsList`); attributes open as
- * read-only seekable files whose text is fixed at open, as sysfs fills a page at the first read
- * (config reads the hardware at every read, like the real binary attribute).
+ * seekable files whose text is fixed at open, as sysfs fills a page at the first read (config reads
+ * the hardware at every read, like the real binary attribute); only the module parameters take
+ * writes, each write parsed whole as the parameter's kernel_param_ops parse it.
  */
 
 import { Errno, fail } from '../errno.js';
 import { PciDevice } from '../hw/pci.js';
 import { IOMMU_RESV, type IommuGroup, type ResvRegion } from './iommu/core.js';
 import type { Machine } from './machine.js';
-import { CAP_SYS_ADMIN, type Process } from './process.js';
-import { copyToUser } from './uaccess.js';
+import { CAP_DAC_OVERRIDE, CAP_SYS_ADMIN, type Process } from './process.js';
+import { copyFromUser, copyToUser } from './uaccess.js';
 import { VFIO_CDEV_MAJOR, VFIO_GROUP_MAJOR } from './vfio/vfio_main.js';
 import { File, type FileOperations, O_RDONLY } from './vfs.js';
 
@@ -47,6 +52,8 @@ export const SYSFS_ROOTS = [
   '/sys/class/vfio',
   '/sys/class/vfio-dev',
   '/sys/class/iommu',
+  '/sys/module/vfio',
+  '/sys/module/vfio_iommu_type1',
 ] as const;
 /** PCI root buses (/sys/devices/pciDDDD:BB) are emulated too, whichever the machine has. */
 const PCI_ROOT_RE = /^\/sys\/devices\/pci[0-9a-f]{4}:[0-9a-f]{2}(\/|$)/;
@@ -59,7 +66,7 @@ const UNPRIVILEGED_CONFIG = 64;
 /** A directory (entries computed when asked), an attribute, or a symlink. */
 type Node =
   | { dir: () => Record<string, Node> }
-  | { text: () => string }
+  | { text: () => string; store?: (value: string) => void }
   | { bytes: (task: Process | null) => Uint8Array }
   | { link: string };
 
@@ -122,6 +129,7 @@ function iommuGroups(m: Machine): Node {
         text: () => groupResvRegions(g).map((r) => `${hex16(r.start)} ${hex16(r.start + r.length - 1n)} ${RESV_NAMES[r.type] ?? 'reserved'}\n`).join(''),
       },
       type: { text: () => `${groupType(g)}\n` },
+      ...(g.name !== null ? { name: text(`${g.name}\n`) } : {}),
     }),
   });
   return { dir: () => Object.fromEntries(m.iommu.groups().map((g) => [String(g.id), group(g)])) };
@@ -146,16 +154,19 @@ function pciFunction(m: Machine, d: PciDevice): Node {
         // pci_enable_device's count: vfio-pci enables the function while it is open.
         enable: { text: () => `${vdev && vdev.openCount > 0 ? 1 : 0}\n` },
         driver_override: { text: () => `${d.driver === 'vfio-pci' ? 'vfio-pci' : '(null)'}\n` },
-        iommu: { link: `../../virtual/iommu/${d.unit.name}` },
       };
+      if (d.unit) e.iommu = { link: `../../virtual/iommu/${d.unit.name}` };
       if (d.driver) e.driver = { link: `../../../bus/pci/drivers/${d.driver}` };
       if (d.group) e.iommu_group = { link: `../../../kernel/iommu_groups/${d.group.id}` };
-      if (vdev?.hasCdev) {
-        const chr = {
-          dev: text(`${VFIO_CDEV_MAJOR}:${vdev.index}\n`),
-          uevent: text(`MAJOR=${VFIO_CDEV_MAJOR}\nMINOR=${vdev.index}\nDEVNAME=vfio/devices/${vdev.name}\n`),
-          device: { link: `../../../${d.bdf}` },
-        };
+      if (vdev) {
+        // A noiommu device is registered without a devt: no dev attribute, nothing in uevent.
+        const chr: Record<string, Node> = vdev.hasCdev
+          ? {
+              dev: text(`${VFIO_CDEV_MAJOR}:${vdev.index}\n`),
+              uevent: text(`MAJOR=${VFIO_CDEV_MAJOR}\nMINOR=${vdev.index}\nDEVNAME=vfio/devices/${vdev.name}\n`),
+              device: { link: `../../../${d.bdf}` },
+            }
+          : { uevent: text(''), device: { link: `../../../${d.bdf}` } };
         e['vfio-dev'] = { dir: () => ({ [vdev.name]: { dir: () => chr } }) };
       }
       return e;
@@ -165,7 +176,7 @@ function pciFunction(m: Machine, d: PciDevice): Node {
 
 function sysRoot(m: Machine): Node {
   const pci = (): PciDevice[] => m.iommu.pciDevices().sort((a, b) => (a.bdf < b.bdf ? -1 : 1));
-  const units = (): string[] => [...new Set(pci().map((d) => d.unit.name))].sort();
+  const units = (): string[] => [...new Set(pci().flatMap((d) => (d.unit ? [d.unit.name] : [])))].sort();
   const devices = (): Record<string, Node> => {
     const roots: Record<string, Record<string, Node>> = {};
     for (const d of pci()) (roots[rootBus(d)] ??= {})[d.bdf] = pciFunction(m, d);
@@ -175,7 +186,7 @@ function sysRoot(m: Machine): Node {
       }]),
     );
     const iommus = Object.fromEntries(units().map((u) => [u, {
-      dir: () => ({ devices: { dir: () => Object.fromEntries(pci().filter((d) => d.unit.name === u).map((d) => [d.bdf, { link: `../../../../${rootBus(d)}/${d.bdf}` }])) } }),
+      dir: () => ({ devices: { dir: () => Object.fromEntries(pci().filter((d) => d.unit?.name === u).map((d) => [d.bdf, { link: `../../../../${rootBus(d)}/${d.bdf}` }])) } }),
     }]));
     return {
       ...Object.fromEntries(Object.entries(roots).map(([k, v]) => [k, { dir: () => v }])),
@@ -190,7 +201,7 @@ function sysRoot(m: Machine): Node {
   const classes = (): Record<string, Node> => ({
     vfio: { dir: () => Object.fromEntries(m.vfio.allGroups().map((g) => [g.name, { link: `../../devices/virtual/vfio/${g.name}` }])) },
     'vfio-dev': {
-      dir: () => Object.fromEntries(m.vfio.devices().filter((v) => v.hasCdev && v.dev instanceof PciDevice).map((v) => [v.name, { link: `../../${devicePath(v.dev)}/vfio-dev/${v.name}` }])),
+      dir: () => Object.fromEntries(m.vfio.devices().filter((v) => v.dev instanceof PciDevice).map((v) => [v.name, { link: `../../${devicePath(v.dev)}/vfio-dev/${v.name}` }])),
     },
     iommu: { dir: () => Object.fromEntries(units().map((u) => [u, { link: `../../devices/virtual/iommu/${u}` }])) },
   });
@@ -204,7 +215,57 @@ function sysRoot(m: Machine): Node {
       },
       devices: { dir: devices },
       class: { dir: classes },
+      module: { dir: () => modules(m) },
     }),
+  };
+}
+
+/** param_get_bool / param_set_bool (kstrtobool: y/Y/1/on, n/N/0/off). */
+function boolParam(get: () => boolean, set: (v: boolean) => void): Node {
+  return {
+    text: () => `${get() ? 'Y' : 'N'}\n`,
+    store: (raw) => {
+      const v = raw.endsWith('\n') ? raw.slice(0, -1) : raw;
+      const c = v[0];
+      if (c === 'y' || c === 'Y' || c === '1' || v.toLowerCase() === 'on') set(true);
+      else if (c === 'n' || c === 'N' || c === '0' || v.toLowerCase() === 'off') set(false);
+      else fail(Errno.EINVAL, `${JSON.stringify(raw)} is not a boolean (y/n/1/0/on/off)`);
+    },
+  };
+}
+
+/** param_get_uint / param_set_uint (kstrtouint base 0: decimal, 0x hex, 0 octal; one trailing newline). */
+function uintParam(get: () => number, set: (v: number) => void): Node {
+  return {
+    text: () => `${get()}\n`,
+    store: (raw) => {
+      const v = raw.endsWith('\n') ? raw.slice(0, -1) : raw;
+      const m = /^\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(v);
+      if (!m) fail(Errno.EINVAL, `${JSON.stringify(raw)} is not an unsigned number`);
+      const t = m[1]!;
+      const n = /^0[xX]/.test(t) ? BigInt(t) : t.length > 1 && t.startsWith('0') ? BigInt(`0o${t.slice(1)}`) : BigInt(t);
+      if (n > 0xffffffffn) fail(Errno.ERANGE, `${t} does not fit in 32 bits`);
+      set(Number(n));
+    },
+  };
+}
+
+/** The module parameters of vfio and vfio_iommu_type1. */
+function modules(m: Machine): Record<string, Node> {
+  const t1 = m.vfio.type1.params;
+  return {
+    vfio: { dir: () => ({ parameters: { dir: () => ({ enable_unsafe_noiommu_mode: boolParam(() => m.vfio.noiommu, (v) => (m.vfio.noiommu = v)) }) } }) },
+    vfio_iommu_type1: {
+      dir: () => ({
+        parameters: {
+          dir: () => ({
+            allow_unsafe_interrupts: boolParam(() => t1.allowUnsafeInterrupts, (v) => (t1.allowUnsafeInterrupts = v)),
+            disable_hugepages: boolParam(() => t1.disableHugepages, (v) => (t1.disableHugepages = v)),
+            dma_entry_limit: uintParam(() => t1.dmaEntryLimit, (v) => (t1.dmaEntryLimit = v)),
+          }),
+        },
+      }),
+    },
   };
 }
 
@@ -289,18 +350,28 @@ export function sysfsRead(task: Process, path: string): Uint8Array {
   return content(lookup(task.machine, path), path, task);
 }
 
+interface AttrFile {
+  content: () => Uint8Array;
+  store: ((value: string) => void) | null;
+}
+
 const attrFops: FileOperations = {
   name: 'sysfs',
   seekable: true,
   read(file: File, task: Process, buf: bigint, count: number): number {
-    const data = (file.priv as () => Uint8Array)();
+    const data = (file.priv as AttrFile).content();
     const chunk = data.subarray(Math.min(file.pos, data.length), Math.min(file.pos + count, data.length));
     copyToUser(task, buf, chunk, `reading ${file.path}`);
     file.pos += chunk.length;
     return chunk.length;
   },
-  write(file: File): number {
-    return fail(Errno.EACCES, `${file.path} is read-only`);
+  write(file: File, task: Process, buf: bigint, count: number): number {
+    const store = (file.priv as AttrFile).store;
+    if (!store) return fail(Errno.EACCES, `${file.path} is read-only`);
+    // sysfs hands a store at most a page; an attribute takes its whole write at once.
+    const n = Math.min(count, 4095);
+    store(new TextDecoder().decode(copyFromUser(task, buf, n, `writing ${file.path}`)));
+    return n;
   },
 };
 
@@ -309,8 +380,14 @@ export function sysfsOpen(task: Process, path: string, flags: number): File | nu
   if (!isSysfsPath(path)) return null;
   const n = lookup(task.machine, path);
   if ('dir' in n) fail(Errno.EISDIR, `${path} is a directory`);
-  if ((flags & 3) !== O_RDONLY) fail(Errno.EACCES, `${path} is read-only`);
+  const store = 'text' in n ? (n.store ?? null) : null;
+  if ((flags & 3) !== O_RDONLY) {
+    if (!store) fail(Errno.EACCES, `${path} is read-only`);
+    // Mode 0644, owned by root.
+    if (task.cred.uid !== 0 && !task.capable(CAP_DAC_OVERRIDE)) fail(Errno.EACCES, `${path} is writable by root only`);
+  }
   // Text is fixed at open; a binary attribute reads the hardware each time.
   const fixed = 'bytes' in n ? null : content(n, path, task);
-  return new File(attrFops, path, flags, fixed ? () => fixed : () => content(n, path, task));
+  const attr: AttrFile = { content: fixed ? () => fixed : () => content(n, path, task), store };
+  return new File(attrFops, path, flags, attr);
 }

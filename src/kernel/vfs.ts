@@ -68,10 +68,7 @@ export interface FileOperations {
   release?(file: File): void;
 }
 
-/**
- * vfs_read / vfs_write's first check: the file must be open for it (EBADF otherwise). Process's
- * read/write do not make it yet, so files that care call it from their read/write.
- */
+/** vfs_read / vfs_write's first check: the file must be open for it (EBADF otherwise). */
 export function checkFileMode(file: File, write: boolean): void {
   const mode = file.flags & 3;
   if (write ? mode === O_RDONLY : mode === O_WRONLY) fail(Errno.EBADF, `${file.path} is not open for ${write ? 'writing' : 'reading'}`);
@@ -223,5 +220,23 @@ export class DeviceRegistry {
 
   paths(): string[] {
     return [...this.#nodes.keys()].sort();
+  }
+
+  /**
+   * The entries of a /dev directory as devtmpfs has it: a directory exists while a node lives
+   * below it (devtmpfs makes the parents of a node and removes them with their last node). Null
+   * when `dir` is no such directory. Types are d_type values: 2 (DT_CHR) for nodes, 4 for directories.
+   */
+  list(dir: string): { name: string; type: number }[] | null {
+    const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+    const out = new Map<string, number>();
+    for (const path of this.#nodes.keys()) {
+      if (!path.startsWith(prefix)) continue;
+      const rest = path.slice(prefix.length);
+      const slash = rest.indexOf('/');
+      out.set(slash < 0 ? rest : rest.slice(0, slash), slash < 0 ? 2 : 4);
+    }
+    if (!out.size) return null;
+    return [...out].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([name, type]) => ({ name, type }));
   }
 }

@@ -24,7 +24,7 @@ import { CAP_LAST_CAP, type Process, RLIM_INFINITY, type SysResult } from '../ke
 import { sysfsRead, sysfsReadlink } from '../kernel/sysfs.js';
 import { copyToUser } from '../kernel/uaccess.js';
 import { doMmap, fcntlFlags, type File, type FileMapping, filePath, foreignFile, O_RDWR } from '../kernel/vfs.js';
-import { NOTE_SIZE, Note, Op, type Request, RespFlag, encodeNote, encodeResponse, packStatNode, parseRequests } from './protocol.js';
+import { NOTE_SIZE, Note, Op, type Request, RespFlag, encodeNote, encodeResponse, packStatNode, parseRequests, STAT_DEV_DIR } from './protocol.js';
 import { type HugeRange, RemoteMm } from './remote_mm.js';
 
 interface Client {
@@ -379,8 +379,11 @@ export class Daemon {
       }
       case Op.POLL:
         return p.poll(req.fd);
-      case Op.STAT:
-        return { ret: packStatNode(this.machine.devices.lookup(req.payload.toString('utf8'))), errno: 0 };
+      case Op.STAT: {
+        const path = req.payload.toString('utf8');
+        if (this.machine.devices.list(path.replace(/(.)\/+$/, '$1'))) return { ret: STAT_DEV_DIR, errno: 0 };
+        return { ret: packStatNode(this.machine.devices.lookup(path)), errno: 0 };
+      }
       case Op.FSTAT: {
         // A file opened from a node carries the node's path; anon-inode and procfs files do not.
         const path = p.fget(req.fd).path;

@@ -108,6 +108,8 @@ export function encodeNote(op: number, token: number, seq: number): Buffer {
 
 /** Set in a STAT/FSTAT answer that describes a device node. */
 export const STAT_NODE = 1n << 62n;
+/** Set (with STAT_NODE) when the path is an emulated /dev directory rather than a device node. */
+export const STAT_DIR = 1n << 61n;
 
 /**
  * A device node's metadata as a STAT/FSTAT answer's ret (shim/protocol.h unpacks it): bits 0-11
@@ -116,6 +118,9 @@ export const STAT_NODE = 1n << 62n;
 export function packStatNode(dev: { major: number; minor: number; mode: number }): bigint {
   return STAT_NODE | (BigInt(dev.major & 0xfff) << 32n) | (BigInt(dev.minor & 0xfffff) << 12n) | BigInt(dev.mode & 0o7777);
 }
+
+/** A devtmpfs directory (mode 0755) as a STAT answer's ret. */
+export const STAT_DEV_DIR = STAT_NODE | STAT_DIR | 0o755n;
 
 /** Bits of a response's flags word. */
 export const RespFlag = {

@@ -21,7 +21,7 @@
 
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { Errno, fail } from '../errno.js';
-import { HPAGE_SIZE, type HugePool, MAP_SHARED, Mm } from '../kernel/mm/mm.js';
+import { HPAGE_SIZE, type HugePool, MAP_SHARED, Mm, PM_PRESENT } from '../kernel/mm/mm.js';
 import { Frame, PAGE_SHIFT, PAGE_SIZE, PAGE_SIZE_N, type PhysMem } from '../kernel/mm/physmem.js';
 
 /** An emulated hugetlb mapping of a client: [start, end), 2 MiB aligned. */
@@ -34,6 +34,8 @@ export interface HugeRange {
 }
 
 const HPAGE = BigInt(HPAGE_SIZE);
+/** A pagemap entry's PFN (or swap) bits, 0-54. */
+const PFN_MASK = (1n << 55n) - 1n;
 const HPAGE_PAGES = HPAGE_SIZE / PAGE_SIZE;
 
 interface MapEntry {
@@ -252,6 +254,26 @@ export class RemoteMm extends Mm {
       return false;
     }
     return this.#present(addr);
+  }
+
+  /**
+   * The client's own pagemap entries (present, file, exclusive, swapped: the real kernel's
+   * flags) with the emulated frame's PFN in place of the real one: what a noiommu driver
+   * programs into its device must be an address this machine's DMA reaches.
+   */
+  override pagemap(addr: bigint, count: number, showPfn: boolean): bigint[] {
+    if (!this.alive || !count) return new Array<bigint>(count).fill(0n);
+    if (this.#pagemapFd < 0) this.#pagemapFd = openSync(`/proc/${this.pid}/pagemap`, 'r');
+    const raw = Buffer.alloc(count * 8);
+    const n = readSync(this.#pagemapFd, raw, 0, raw.length, Number(addr >> BigInt(PAGE_SHIFT)) * 8);
+    const out: bigint[] = [];
+    for (let i = 0; i < count; i++) {
+      const e = i * 8 < n ? raw.readBigUInt64LE(i * 8) : 0n;
+      const flags = e & ~PFN_MASK;
+      const a = addr + BigInt(i) * PAGE_SIZE_N;
+      out.push(flags & PM_PRESENT && showPfn && this.#vma(a) ? flags | BigInt(this.#frame(a).pfn) : flags);
+    }
+    return out;
   }
 
   #pagemapFd = -1;

@@ -156,6 +156,8 @@ export class IommuGroup {
   ownerCnt = 0;
   /** group->pasid_array: attach handles by PASID; null marks a reserved slot. */
   readonly pasidArray = new Map<number, AttachHandle | null>();
+  /** iommu_group_set_name: shown as the group's `name` attribute when set. */
+  name: string | null = null;
 
   /** Made by IommuSubsystem.allocGroup, which owns the ID space. */
   constructor(id: number) {

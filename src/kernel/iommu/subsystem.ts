@@ -3,9 +3,12 @@
  * hands them out, lowest free first) and the devices in them; the simulated IOMMU units and the
  * one driver instance per kind that serves them (as one struct iommu_ops serves every unit of a
  * kind); and the PCI devices behind those units, probed into groups. One instance per Machine.
+ * A PCI device may also sit behind no unit: it DMAs to physical addresses on the host bus and has
+ * no IOMMU group (the devices vfio's noiommu mode hands to userspace).
  */
 
 import { IommuSva } from './sva.js';
+import { HostBus } from '../../hw/host_bus.js';
 import { HwIommu, type HwIommuOptions } from '../../hw/iommu.js';
 import { PciDevice, type PciDeviceOptions } from '../../hw/pci.js';
 import type { Machine } from '../machine.js';
@@ -15,8 +18,8 @@ import { PgtableDomain } from './drivers/common.js';
 import { IntelIommuDriver, IntelNestedDomain, IntelSvaDomain } from './drivers/intel.js';
 
 export interface AddPciDeviceOptions extends PciDeviceOptions {
-  /** The IOMMU unit in front of the device. */
-  iommu: HwIommu;
+  /** The IOMMU unit in front of the device; null for none (DMA goes straight to the host bus). */
+  iommu: HwIommu | null;
   /** Share this group (or the group of this device) instead of getting a new one. */
   group?: IommuGroup | PciDevice;
 }
@@ -34,9 +37,12 @@ export class IommuSubsystem {
   /** SVA binds and the machine-wide PASID allocator. */
   readonly sva = new IommuSva();
   #smmu: ArmSmmuV3Driver | null = null;
+  /** Where the DMA of devices without an IOMMU goes. */
+  readonly hostBus: HostBus;
 
   constructor(machine: Machine) {
     this.#machine = machine;
+    this.hostBus = new HostBus(machine.phys);
   }
 
   /** iommu_group_alloc. */
@@ -84,9 +90,18 @@ export class IommuSubsystem {
   /**
    * Plug in a PCI device behind `opts.iommu` and probe it: the driver takes it, it joins its own
    * new group (or the one given) and gets the group's default domain. No kernel driver is bound.
+   * Without an IOMMU the device is only placed: no driver probes it and it gets no group.
    */
   addPciDevice(opts: AddPciDeviceOptions): PciDevice {
     const unit = opts.iommu;
+    if (!unit) {
+      if (opts.group) throw new Error(`${opts.bdf}: a device without an IOMMU has no IOMMU group to share`);
+      const dev = new PciDevice(opts, this.hostBus);
+      if (this.#pci.has(dev.bdf)) throw new Error(`a PCI device ${dev.bdf} already exists`);
+      this.#pci.set(dev.bdf, dev);
+      this.#place(dev);
+      return dev;
+    }
     if (!this.#units.includes(unit)) throw new Error(`IOMMU ${unit.name} is not part of this machine`);
     const dev = new PciDevice(opts, unit);
     if (this.#pci.has(dev.bdf)) throw new Error(`a PCI device ${dev.bdf} already exists`);
@@ -157,8 +172,13 @@ export class IommuSubsystem {
     const errs: string[] = [];
     for (const dev of this.#pci.values()) {
       const d = dev.group?.domain ?? null;
-      const ctx = dev.unit.context(dev.rid);
-      const where = `${dev.bdf} on ${dev.unit.name}`;
+      const unit = dev.unit;
+      if (!unit) {
+        if (d) errs.push(`${dev.bdf} has no IOMMU but its group has a ${d.type} domain`);
+        continue;
+      }
+      const ctx = unit.context(dev.rid);
+      const where = `${dev.bdf} on ${unit.name}`;
       if (!d || d.type === 'blocked') {
         if (ctx.mode !== 'blocked') errs.push(`${where}: the group is blocked but the context is ${ctx.mode}`);
       } else if (d.type === 'identity') {
@@ -167,14 +187,14 @@ export class IommuSubsystem {
         if (ctx.mode !== 'nested' || ctx.s1 !== d) errs.push(`${where}: the group's nested domain is not what the context holds (${ctx.mode})`);
       } else if (d instanceof PgtableDomain || d instanceof SmmuDomain) {
         if (ctx.mode !== 'translate' || ctx.table !== d) errs.push(`${where}: the group's paging domain ${d.tag} is not the context's table (${ctx.mode})`);
-        if (!d.attached.get(dev.unit)?.has(dev)) errs.push(`${where}: paging domain ${d.tag} does not list the device`);
+        if (!d.attached.get(unit)?.has(dev)) errs.push(`${where}: paging domain ${d.tag} does not list the device`);
       }
       // SVA bonds: each PASID of the group is the mm's table while the mm lives, torn down after.
       if (!dev.iommu?.maxPasids) continue;
       for (const [pasid, handle] of dev.group?.pasidArray ?? []) {
         const sva = handle?.domain;
         if (pasid === 0 || !(sva instanceof IntelSvaDomain)) continue;
-        const pctx = dev.unit.context(dev.rid, pasid);
+        const pctx = unit.context(dev.rid, pasid);
         if (sva.mm.alive && (pctx.mode !== 'translate' || pctx.table !== sva)) errs.push(`${where}: PASID ${pasid} is bound to an address space but its entry is ${pctx.mode}`);
         if (!sva.mm.alive && pctx.mode !== 'blocked') errs.push(`${where}: PASID ${pasid}'s address space is gone but its entry is ${pctx.mode}`);
       }

@@ -27,6 +27,11 @@ export const MAP_NORESERVE = 0x4000;
 export const MAP_POPULATE = 0x8000;
 export const MAP_HUGETLB = 0x40000;
 
+/** pagemap entry bits (fs/proc/task_mmu.c): bits 0-54 the PFN, then these. */
+export const PM_MMAP_EXCLUSIVE = 1n << 56n;
+export const PM_FILE = 1n << 61n;
+export const PM_PRESENT = 1n << 63n;
+
 export const HPAGE_SHIFT = 21;
 export const HPAGE_SIZE = 1 << HPAGE_SHIFT;
 const HPAGE_PAGES = HPAGE_SIZE / PAGE_SIZE;
@@ -209,6 +214,31 @@ export class Mm {
     const frame = vma ? this.pages.get(pageIndex(addr)) : undefined;
     if (!vma || !frame) return null;
     return { frame, read: (vma.prot & PROT_READ) !== 0, write: (vma.prot & PROT_WRITE) !== 0 };
+  }
+
+  /**
+   * /proc/PID/pagemap entries for `count` pages from page-aligned `addr` (pagemap_pmd_range's
+   * view): PM_PRESENT for a present page, with its PFN when `showPfn`; PM_FILE for a shared
+   * mapping's page (shmem is not anonymous); PM_MMAP_EXCLUSIVE when only this address space maps
+   * it. A page not present, or no VMA, is 0 (no soft-dirty: the oracle's kernel has none).
+   */
+  pagemap(addr: bigint, count: number, showPfn: boolean): bigint[] {
+    const out: bigint[] = [];
+    for (let i = 0; i < count; i++) {
+      const a = addr + BigInt(i) * PAGE_SIZE_N;
+      const vma = this.alive ? this.findVma(a) : undefined;
+      const f = vma ? this.pages.get(pageIndex(a)) : undefined;
+      if (!vma || !f) {
+        out.push(0n);
+        continue;
+      }
+      let e = PM_PRESENT | (showPfn ? BigInt(f.pfn) : 0n);
+      if (vma.flags & MAP_SHARED) e |= PM_FILE;
+      // Mappings hold the references pins do not (page_mapcount == 1).
+      if (f.refs - f.pins === 1) e |= PM_MMAP_EXCLUSIVE;
+      out.push(e);
+    }
+    return out;
   }
 
   /**

@@ -55,6 +55,7 @@ export class VfioGroupModule {
     if (!ig) {
       if (!this.#vfio.noiommu) fail(Errno.EINVAL, `${dev.name} has no IOMMU group and vfio noiommu mode is off`);
       ig = iommu.allocGroup();
+      ig.name = 'vfio-noiommu';
       ig.devices.push(dev);
       dev.group = ig;
       type = 'noiommu';

@@ -19,7 +19,7 @@ import type { Device } from '../iommu/core.js';
 import type { Machine } from '../machine.js';
 import type { Process } from '../process.js';
 import { copyFromUser } from '../uaccess.js';
-import { checkFileMode, File, type FileOperations } from '../vfs.js';
+import { File, type FileOperations } from '../vfs.js';
 import {
   VFIO_DEVICE_ATTACH_IOMMUFD_PT,
   VFIO_DEVICE_BIND_IOMMUFD,
@@ -59,7 +59,8 @@ export interface VfioOptions {
 
 export class VfioModule {
   readonly machine: Machine;
-  readonly noiommu: boolean;
+  /** The module parameter: read when a device registers; writable through sysfs as in the kernel. */
+  noiommu: boolean;
   readonly containerKind: 'legacy' | 'iommufd';
   readonly groups: VfioGroupModule;
   readonly containers: VfioContainerModule;
@@ -225,7 +226,6 @@ export class VfioModule {
 
   #rw(file: File, task: Process, buf: bigint, count: number, write: boolean): number {
     const df = file.priv as VfioDeviceFile;
-    checkFileMode(file, write);
     if (!df.accessGranted) fail(Errno.EINVAL, `${df.device.name}: not bound to an iommufd yet (VFIO_DEVICE_BIND_IOMMUFD first)`);
     const ops = df.device.ops;
     const n = write ? ops.write?.(df.device, task, buf, count, file.pos) : ops.read?.(df.device, task, buf, count, file.pos);

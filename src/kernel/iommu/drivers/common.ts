@@ -133,18 +133,18 @@ export abstract class PgtableDomain extends PagingDomain implements HwPageTable 
 
   /** A device now translates through this domain. */
   addDevice(dev: PciDevice): void {
-    let set = this.attached.get(dev.unit);
-    if (!set) this.attached.set(dev.unit, (set = new Set()));
+    let set = this.attached.get(dev.iommuUnit);
+    if (!set) this.attached.set(dev.iommuUnit, (set = new Set()));
     set.add(dev);
   }
 
   /** A device stopped translating through this domain; its unit forgets the domain with the last one. */
   removeDevice(dev: PciDevice): void {
-    const set = this.attached.get(dev.unit);
+    const set = this.attached.get(dev.iommuUnit);
     if (!set?.delete(dev)) return;
     if (!set.size) {
-      this.attached.delete(dev.unit);
-      dev.unit.iotlb.invalidateTag(this.tag);
+      this.attached.delete(dev.iommuUnit);
+      dev.iommuUnit.iotlb.invalidateTag(this.tag);
     }
   }
 
@@ -180,7 +180,7 @@ export abstract class HwDriverBase {
 
   /** probe_device: the driver takes the device. */
   probe(dev: PciDevice): void {
-    this.#infos.set(dev, { dev, unit: dev.unit, domain: null, iopfEnabled: false });
+    this.#infos.set(dev, { dev, unit: dev.iommuUnit, domain: null, iopfEnabled: false });
   }
 
   release(dev: PciDevice): void {

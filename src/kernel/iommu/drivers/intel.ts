@@ -194,11 +194,11 @@ export class IntelNestedDomain extends IommuDomain implements HwStage1 {
   }
 
   removeDevice(dev: PciDevice): void {
-    const set = this.attached.get(dev.unit);
+    const set = this.attached.get(dev.iommuUnit);
     if (!set?.delete(dev)) return;
     if (!set.size) {
-      this.attached.delete(dev.unit);
-      dev.unit.iotlb.invalidateTag(this.tag);
+      this.attached.delete(dev.iommuUnit);
+      dev.iommuUnit.iotlb.invalidateTag(this.tag);
     }
   }
 
@@ -268,7 +268,7 @@ export class IntelSvaDomain extends IommuDomain implements PasidDomain, HwPageTa
   /** dmar_domain->dev_pasids. */
   readonly devPasids = new Set<{ dev: PciDevice; pasid: number }>();
   readonly #release = (): void => {
-    for (const dp of this.devPasids) dp.dev.unit.setContext(dp.dev.rid, null, dp.pasid);
+    for (const dp of this.devPasids) dp.dev.iommuUnit.setContext(dp.dev.rid, null, dp.pasid);
   };
 
   constructor(driver: IntelIommuDriver, mm: Mm) {
@@ -296,7 +296,7 @@ export class IntelSvaDomain extends IommuDomain implements PasidDomain, HwPageTa
     for (const dp of this.devPasids) {
       if (dp.dev !== dev || dp.pasid !== pasid) continue;
       this.devPasids.delete(dp);
-      dp.dev.unit.setContext(dp.dev.rid, null, pasid);
+      dp.dev.iommuUnit.setContext(dp.dev.rid, null, pasid);
     }
   }
 
