@@ -61,6 +61,14 @@ describe('iommufd-emu run', () => {
     assert.equal(r.out, readFileSync(join(root, 'examples', 'edu_driver.expected'), 'utf8'));
   });
 
+  test('examples/edu_noiommu.c drives edu with no IOMMU (noiommu group, physical addresses from /proc/self/pagemap, DMA both ways, MSI) exactly as on the oracle without VT-d', async () => {
+    const prog = cc(join(root, 'examples', 'edu_noiommu.c'), 'edu_noiommu');
+    const r = await run(['run', '--noiommu', '--', prog]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.err, '');
+    assert.equal(r.out, readFileSync(join(root, 'examples', 'edu_noiommu.expected'), 'utf8'));
+  });
+
   test('examples/sva_self.c: a bound process\'s malloc\'ed memory is DMAed through its PASID, an absent page faulted in, nothing after unbind (--sva)', async () => {
     const prog = cc(join(root, 'examples', 'sva_self.c'), 'sva_self');
     const r = await run(['run', '--sva', '--', prog]);

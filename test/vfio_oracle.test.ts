@@ -49,9 +49,9 @@ function cc(name: string, dir = join(root, 'test', 'oracle')): string {
   return out;
 }
 
-function run(prog: string): Promise<{ code: number | null; out: string; err: string }> {
+function run(prog: string, opts: readonly string[] = [], args: readonly string[] = []): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((done) => {
-    const c = spawn(process.execPath, [cli, 'run', '--', prog]);
+    const c = spawn(process.execPath, [cli, 'run', ...opts, '--', prog, ...args]);
     let out = '';
     let err = '';
     c.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -88,6 +88,19 @@ describe('VFIO oracle probes under iommufd-emu run', () => {
       );
     });
   }
+
+  test(`test/oracle/vfio_noiommu.c (test/oracle/noiommu.sh: no IOMMU, noiommu mode) prints its 6.12 output under run --noiommu`, async () => {
+    const r = await run(cc('vfio_noiommu'), ['--noiommu']);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.err, '');
+    assert.deepEqual(differing(r.out, readFileSync(join(root, 'test', 'oracle', 'vfio_noiommu.expected'), 'utf8')), []);
+  });
+
+  test('vfio_noiommu.c nocap: without CAP_SYS_RAWIO the noiommu group does not open, and iommufd\'s compat answers stay as on 6.12', async () => {
+    const r = await run(cc('vfio_noiommu'), ['--noiommu'], ['nocap']);
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(differing(r.out, readFileSync(join(root, 'test', 'oracle', 'vfio_noiommu.nocap.expected'), 'utf8')), []);
+  });
 
   test('test/progs/vfio_sysfs.c finds the device through sysfs links, reads its cdev\'s fd link and flags, and uses a mapped BAR exactly as on 6.12', async () => {
     const r = await run(cc('vfio_sysfs', join(root, 'test', 'progs')));

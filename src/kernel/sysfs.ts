@@ -19,7 +19,7 @@
  * (@: a symlink, with the relative target the kernel gives it.) Paths resolve as the VFS resolves
  * them: a link in the middle of a path is followed, a link at its end is followed by open and
  * opendir but read by readlink. Directories list with readdir (`sysfsList`); attributes open as
- * seekable files whose text is fixed at open, as sysfs fills a page at the first read (config reads
+ * seekable files whose text is fixed at the first read, as sysfs fills a page then (config reads
  * the hardware at every read, like the real binary attribute); only the module parameters take
  * writes, each write parsed whole as the parameter's kernel_param_ops parse it.
  */
@@ -116,6 +116,15 @@ function groupType(g: IommuGroup): string {
   }
 }
 
+/** A class device's power/ directory when runtime PM was never enabled for it (as vfioN's). */
+const RUNTIME_PM_UNSUPPORTED: Record<string, Node> = {
+  autosuspend_delay_ms: { text: () => fail(Errno.EIO, 'autosuspend_delay_ms: the device does not use runtime PM autosuspend') },
+  control: text('auto\n'),
+  runtime_active_time: text('0\n'),
+  runtime_status: text('unsupported\n'),
+  runtime_suspended_time: text('0\n'),
+};
+
 /** The directory a PCI function's root bus is (pci_bus_add: "pciDDDD:BB"). */
 const rootBus = (d: PciDevice): string => `pci${d.segment.toString(16).padStart(4, '0')}:${d.busNr.toString(16).padStart(2, '0')}`;
 /** Where a device lives, relative to /sys. */
@@ -160,13 +169,18 @@ function pciFunction(m: Machine, d: PciDevice): Node {
       if (d.group) e.iommu_group = { link: `../../../kernel/iommu_groups/${d.group.id}` };
       if (vdev) {
         // A noiommu device is registered without a devt: no dev attribute, nothing in uevent.
+        const common: Record<string, Node> = {
+          device: { link: `../../../${d.bdf}` },
+          subsystem: { link: '../../../../../class/vfio-dev' },
+          power: { dir: () => RUNTIME_PM_UNSUPPORTED },
+        };
         const chr: Record<string, Node> = vdev.hasCdev
           ? {
+              ...common,
               dev: text(`${VFIO_CDEV_MAJOR}:${vdev.index}\n`),
               uevent: text(`MAJOR=${VFIO_CDEV_MAJOR}\nMINOR=${vdev.index}\nDEVNAME=vfio/devices/${vdev.name}\n`),
-              device: { link: `../../../${d.bdf}` },
             }
-          : { uevent: text(''), device: { link: `../../../${d.bdf}` } };
+          : { ...common, uevent: text('') };
         e['vfio-dev'] = { dir: () => ({ [vdev.name]: { dir: () => chr } }) };
       }
       return e;
@@ -386,8 +400,8 @@ export function sysfsOpen(task: Process, path: string, flags: number): File | nu
     // Mode 0644, owned by root.
     if (task.cred.uid !== 0 && !task.capable(CAP_DAC_OVERRIDE)) fail(Errno.EACCES, `${path} is writable by root only`);
   }
-  // Text is fixed at open; a binary attribute reads the hardware each time.
-  const fixed = 'bytes' in n ? null : content(n, path, task);
-  const attr: AttrFile = { content: fixed ? () => fixed : () => content(n, path, task), store };
+  // Text is fixed at the first read, as sysfs fills its page; a binary attribute reads the hardware each time.
+  let fixed: Uint8Array | null = null;
+  const attr: AttrFile = { content: 'bytes' in n ? () => content(n, path, task) : () => (fixed ??= content(n, path, task)), store };
   return new File(attrFops, path, flags, attr);
 }
