@@ -15,6 +15,7 @@ import { IOMMU_CAP, IOMMU_DIRTY_NO_CLEAR, IOMMU_RESV, type PagingDomain } from '
 import { SmmuDomain } from '../src/kernel/iommu/drivers/arm_smmu_v3.js';
 import { IntelPagingDomain } from '../src/kernel/iommu/drivers/intel.js';
 import { cap, ecap } from '../src/hw/vtd_regs.js';
+import { remappableMsiAddress } from '../src/kernel/irq.js';
 import {
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
   IOMMU_HWPT_ALLOC_NEST_PARENT,
@@ -315,14 +316,15 @@ describe('DMA through a paging domain', () => {
 });
 
 describe('interrupts', () => {
-  test('VT-d: a 4-byte write to 0xfee00000 is an MSI whatever the translation; reads and odd sizes fault', () => {
-    const r = rig();
+  test('VT-d without interrupt remapping: a 4-byte write to 0xfee00000 is a compatibility-format MSI whatever the translation; reads and odd sizes fault', () => {
+    const r = rig({ profile: 'vtd', interruptRemapping: false });
     r.dev.group!.claimDmaOwner('x');
     const w = r.dev.dmaWrite(0xfee00004n, new Uint8Array([0x31, 0, 0, 0]));
     assert.ok(w.ok && w.msi);
     assert.equal(w.msi.data, 0x31);
     assert.equal(w.msi.address, 0xfee00004n);
-    assert.ok(w.msi.isolated);
+    assert.equal(w.msi.vector, null);
+    assert.equal(w.msi.isolated, false);
     assert.equal(r.dev.msis.length, 1);
     assert.equal(r.unit.interrupts.length, 1);
     const rd = r.dev.dmaRead(0xfee00000n, 4);
@@ -331,6 +333,33 @@ describe('interrupts', () => {
     const big = r.dev.dmaWrite(0xfee00000n, new Uint8Array(8));
     assert.ok(!big.ok);
     assert.equal(big.fault.reason, 'msi');
+  });
+
+  test('VT-d with interrupt remapping: a remappable message is delivered as its IRTE\'s vector (handle + subhandle with SHV); compatibility format, absent entries and another requester\'s entry fault', () => {
+    const r = rig();
+    r.dev.group!.claimDmaOwner('x');
+    const le = (v: number): Uint8Array => new Uint8Array(new Uint32Array([v]).buffer);
+    const compat = r.dev.dmaWrite(0xfee00000n, le(0x31));
+    assert.ok(!compat.ok);
+    assert.equal(compat.fault.reason, 'msi');
+    assert.match(compat.fault.detail, /compatibility-format interrupt .* is blocked/);
+    // IRTE 0x8005 (handle bit 15 in address bit 2) + subhandle 1 from the data -> 0x8006.
+    r.unit.setIrte(0x8006, { vector: 0x41, sid: r.dev.rid });
+    const addr = remappableMsiAddress(0x8005);
+    assert.equal(addr, 0xfee00000n | (0x0005n << 5n) | 0x10n | 0x08n | 0x04n);
+    const w = r.dev.dmaWrite(addr, le(1));
+    assert.ok(w.ok && w.msi);
+    assert.equal(w.msi.vector, 0x41);
+    assert.equal(w.msi.isolated, true);
+    const absent = r.dev.dmaWrite(addr, le(0));
+    assert.ok(!absent.ok);
+    assert.equal(absent.fault.detail, 'interrupt remapping: IRTE 32773 is not present');
+    r.unit.setIrte(0x8005, { vector: 0x42, sid: 0x0010 });
+    const other = r.dev.dmaWrite(addr, le(0));
+    assert.ok(!other.ok);
+    assert.match(other.fault.detail, /IRTE 32773 is for requester 0x10, not 0000:00:03.0 \(0x18\)/);
+    assert.equal(r.unit.interrupts.length, 1);
+    assert.equal(r.unit.faults.length, 3);
   });
 
   test('SMMUv3: the software MSI window is an interrupt only through a paging domain', () => {

@@ -61,7 +61,7 @@ export class HostBus implements DmaTarget {
   write(req: DmaRequester, addr: bigint, data: Uint8Array, pasid: number | null): DmaWriteResult {
     const start = Number(addr);
     if (pasid === null && addr >= BigInt(MSI_FIRST) && addr <= BigInt(MSI_LAST) && data.length === 4 && start % 4 === 0) {
-      const msi: MsiMessage = { unit: this.name, bdf: req.bdf, rid: req.rid, address: addr, data: new DataView(data.buffer, data.byteOffset, 4).getUint32(0, true), isolated: false };
+      const msi: MsiMessage = { unit: this.name, bdf: req.bdf, rid: req.rid, address: addr, data: new DataView(data.buffer, data.byteOffset, 4).getUint32(0, true), isolated: false, vector: null };
       return { ok: true, msi };
     }
     const r = this.#resolve(req, addr, data.length, true, pasid);

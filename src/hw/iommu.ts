@@ -146,11 +146,31 @@ export interface MsiMessage {
   readonly unit: string;
   readonly bdf: string;
   readonly rid: number;
+  /** The message as the function wrote it. */
   readonly address: bigint;
   readonly data: number;
   /** Whether interrupt remapping / the ITS isolated it. */
   readonly isolated: boolean;
+  /**
+   * The vector interrupt remapping delivers (its IRTE's); null for a compatibility-format message,
+   * whose address and data the interrupt controller decodes itself.
+   */
+  readonly vector: number | null;
 }
+
+/** A VT-d interrupt remapping table entry, as the kernel programs it (present entries only). */
+export interface Irte {
+  /** The vector delivered to the destination CPU. */
+  readonly vector: number;
+  /** Source validation (SVT=01, SQ=0): only this requester ID may use the entry. */
+  readonly sid: number;
+}
+
+/** A remappable-format MSI address (VT-d 5.1.2.2): bit 4 Interrupt Format, bit 3 SHV, handle 15:0 in bits 19:5 and 2. */
+export const MSI_ADDR_REMAPPABLE = 1n << 4n;
+export const MSI_ADDR_SHV = 1n << 3n;
+/** The number of entries of an interrupt remapping table (INTR_REMAP_TABLE_ENTRIES). */
+export const IRTE_ENTRIES = 65536;
 
 export type DmaReadResult = { ok: true; data: Uint8Array } | { ok: false; fault: DmaFault };
 export type DmaWriteResult = { ok: true; msi: MsiMessage | null } | { ok: false; fault: DmaFault };
@@ -211,6 +231,12 @@ export class HwIommu {
   readonly passThrough: boolean;
   /** MSIs are isolated (interrupt remapping / ITS). */
   readonly msiIsolated: boolean;
+  /**
+   * VT-d interrupt remapping is on (ECAP.IR; Linux enables it whenever the unit has it): interrupt
+   * requests must be remappable-format messages whose handle names a present IRTE programmed for
+   * the requester; compatibility-format ones are blocked, as Linux clears GCMD.CFI.
+   */
+  readonly interruptRemapping: boolean;
   /** The MSI window: IOMMU_RESV_MSI on VT-d, IOMMU_RESV_SW_MSI on SMMUv3. */
   readonly msiStart: bigint;
   readonly msiLength: bigint;
@@ -225,6 +251,7 @@ export class HwIommu {
   readonly #msiLast: number;
   readonly #rid = new Map<number, ContextEntry>();
   readonly #pasid = new Map<number, ContextEntry>();
+  readonly #irte = new Map<number, Irte>();
 
   constructor(opts: HwIommuOptions, name: string, phys: PhysMem) {
     this.profile = opts.profile;
@@ -271,6 +298,7 @@ export class HwIommu {
       this.deviceTlb = ecap.dt(e);
       this.passThrough = ecap.passThrough(e);
       this.msiIsolated = ecap.ir(e);
+      this.interruptRemapping = ecap.ir(e);
       this.msiStart = VTD_MSI_START;
       this.msiLength = VTD_MSI_LAST - VTD_MSI_START + 1n;
     } else {
@@ -291,6 +319,7 @@ export class HwIommu {
       this.deviceTlb = true;
       this.passThrough = true;
       this.msiIsolated = opts.msiIsolated ?? true;
+      this.interruptRemapping = false;
       this.msiStart = SMMU_SW_MSI_START;
       this.msiLength = SMMU_SW_MSI_LENGTH;
     }
@@ -310,6 +339,18 @@ export class HwIommu {
       if (entry) this.#pasid.set(k, entry);
       else this.#pasid.delete(k);
     }
+  }
+
+  /** Program (or, with null, clear) interrupt remapping table entry `index`, and flush its cache entry. */
+  setIrte(index: number, entry: Irte | null): void {
+    if (!this.interruptRemapping) throw new Error(`${this.name} has no interrupt remapping`);
+    if (!Number.isInteger(index) || index < 0 || index >= IRTE_ENTRIES) throw new Error(`IRTE index ${index} is outside the table`);
+    if (entry) this.#irte.set(index, entry);
+    else this.#irte.delete(index);
+  }
+
+  irte(index: number): Irte | null {
+    return this.#irte.get(index) ?? null;
   }
 
   context(rid: number, pasid: number | null = null): ContextEntry {
@@ -395,7 +436,14 @@ export class HwIommu {
       const window = `[${hx(this.msiStart)}, ${hx(this.msiStart + this.msiLength - 1n)}]`;
       if (!write || !data) return fault(iova, 'msi', `a read of the interrupt window ${window} is an unsupported request`);
       if (length !== 4 || start % 4 || start < this.#msiFirst || last > this.#msiLast) return fault(iova, 'msi', `an interrupt request must be one aligned 4-byte write inside ${window}`);
-      const msg: MsiMessage = { unit: this.name, bdf: req.bdf, rid: req.rid, address: iova, data: new DataView(data.buffer, data.byteOffset, 4).getUint32(0, true), isolated: this.msiIsolated };
+      const value = new DataView(data.buffer, data.byteOffset, 4).getUint32(0, true);
+      let vector: number | null = null;
+      if (this.interruptRemapping) {
+        const r = this.#remap(req, iova, value);
+        if (typeof r === 'string') return fault(iova, 'msi', r);
+        vector = r;
+      }
+      const msg: MsiMessage = { unit: this.name, bdf: req.bdf, rid: req.rid, address: iova, data: value, isolated: this.msiIsolated, vector };
       this.#logMsi(msg);
       return msg;
     }
@@ -503,6 +551,17 @@ export class HwIommu {
     const s2 = ctx.s2.walk(gpa);
     if (!s2) return walkFault('not-present', `stage 2 does not map GPA ${hx(gpa)} (stage-1 output of ${hx(iova)})`);
     return { ppn: Number(s2.paddr >> 12n), perm: perm & s2.perm, leafPage: Number((gpa & ~(s2.pageSize - 1n)) >> 12n) };
+  }
+
+  /** The interrupt remapping of a message: the IRTE's vector, or why it faulted. */
+  #remap(req: DmaRequester, address: bigint, data: number): number | string {
+    if (!(address & MSI_ADDR_REMAPPABLE)) return `a compatibility-format interrupt (address ${hx(address)}) is blocked: interrupt remapping is on and GCMD.CFI is clear`;
+    let handle = Number((address >> 5n) & 0x7fffn) | (Number((address >> 2n) & 1n) << 15);
+    if (address & MSI_ADDR_SHV) handle += data & 0xffff;
+    const e = handle < IRTE_ENTRIES ? this.#irte.get(handle) : undefined;
+    if (!e) return `interrupt remapping: IRTE ${handle} is not present`;
+    if (e.sid !== req.rid) return `interrupt remapping: IRTE ${handle} is for requester ${hx(e.sid)}, not ${req.bdf} (${hx(req.rid)})`;
+    return e.vector;
   }
 
   #fault(req: DmaRequester, iova: bigint, pasid: number | null, write: boolean, reason: DmaFaultReason, detail: string): DmaFault {

@@ -43,6 +43,20 @@ export function createDefaultMachine(opts: DefaultMachineOptions = {}): Machine 
   const lpc = fn('0000:00:1f.0', 0x8086, 0x2918, 0x060100, 'lpc_ich');
   fn('0000:00:1f.2', 0x8086, 0x2922, 0x010601, 'ahci', lpc);
   fn('0000:00:1f.3', 0x8086, 0x2930, 0x0c0500, 'i801_smbus', lpc);
+  if (iommu) {
+    // What the guest's own interrupts hold of the remapping table by the time userspace runs
+    // (its /proc/interrupts and msi_irqs): the 16 legacy IOAPIC pins, the PCI INTx lines of
+    // i801_smbus (GSI 16) and e1000e (GSI 22), ahci's MSI and e1000e's three MSI-X vectors. So the
+    // first vfio-pci MSI gets IRTE 22, as it does there (its message reads 0xfee002d8, data 0).
+    const ioapic = 0xff00; // QEMU q35's IOAPIC source ID (bus 0xff, devfn 0)
+    m.irq.hostInterrupts(iommu, [
+      ...Array.from({ length: 16 }, (_, pin) => ({ name: `IR-IO-APIC ${pin}`, sid: ioapic })),
+      { name: 'IR-IO-APIC 16-fasteoi i801_smbus', sid: ioapic },
+      { name: 'IR-IO-APIC 22-fasteoi 0000:00:02.0', sid: ioapic },
+      { name: 'IR-PCI-MSI-0000:00:1f.2 0-edge ahci[0000:00:1f.2]', sid: 0x00fa },
+      ...[0, 1, 2].map((v) => ({ name: `IR-PCI-MSIX-0000:00:02.0 ${v}-edge`, sid: 0x0010 })),
+    ]);
+  }
   if (opts.sva) m.vfio.pci.bind(m.addPciDevice({ bdf: '0000:00:04.0', iommu, model: new EduDevice({ pasid: true }), pasidWidth: 20, pri: true }));
   return m;
 }

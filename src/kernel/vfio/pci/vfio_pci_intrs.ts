@@ -14,7 +14,7 @@ import { Errno, fail } from '../../../errno.js';
 import type { PciDevice } from '../../../hw/pci.js';
 import { MSI_CAP_OFFSET, PCI_COMMAND, PCI_COMMAND_INTX_DISABLE, PCI_MSI_ADDRESS_HI, PCI_MSI_ADDRESS_LO, PCI_MSI_DATA_32, PCI_MSI_DATA_64, PCI_MSI_FLAGS, PCI_MSI_FLAGS_64BIT, PCI_MSI_FLAGS_ENABLE, PCI_MSI_FLAGS_QSIZE } from '../../../hw/pci_config.js';
 import { type EventfdCtx, eventfdCtxFdget } from '../../eventfd.js';
-import type { IrqController } from '../../irq.js';
+import type { IrqController, MsiBlock } from '../../irq.js';
 import type { Process } from '../../process.js';
 import {
   VFIO_IRQ_SET_ACTION_MASK,
@@ -35,7 +35,6 @@ const NONE = -1;
 
 interface MsiVector {
   trigger: EventfdCtx | null;
-  data: number;
 }
 
 export class VfioPciIrqs {
@@ -49,6 +48,8 @@ export class VfioPciIrqs {
   #virqDisabled = () => false;
   /** MSI: vectors by index, and log2 of how many were enabled (vdev->msi_qmax). */
   #msi: MsiVector[] = [];
+  /** The host vectors (and IRTEs) behind them. */
+  #msiBlock: MsiBlock | null = null;
   msiQmax = 0;
   #reqTrigger: EventfdCtx | null = null;
   /** INTx's unmask eventfd (ctx->unmask): written, it unmasks. */
@@ -229,7 +230,9 @@ export class VfioPciIrqs {
       const fds = Array.from({ length: count }, (_, i) => dv.getInt32(4 * i, true));
       if (isThis) return this.#msiSetBlock(start, fds, task);
       if (index === VFIO_PCI_MSIX_IRQ_INDEX) fail(Errno.EINVAL, `${this.#pdev.bdf} has no MSI-X capability`);
-      this.#msiEnable(start + count);
+      // Fewer vectors than asked for: the count the platform offers comes back, nothing enabled.
+      const short = this.#msiEnable(start + count);
+      if (short) return short;
       try {
         this.#msiSetBlock(start, fds, task);
       } catch (e) {
@@ -247,36 +250,38 @@ export class VfioPciIrqs {
     return 0;
   }
 
-  /** vfio_msi_enable: host vectors, the function's capability programmed and enabled. */
-  #msiEnable(nvec: number): void {
+  /**
+   * vfio_msi_enable: host vectors, the function's capability programmed and enabled; 0, or (as
+   * pci_alloc_irq_vectors(1, nvec) reports) the number of vectors there would be when short.
+   */
+  #msiEnable(nvec: number): number {
     const cfg = this.#pdev.cfg;
     const log2 = Math.ceil(Math.log2(nvec));
-    this.#msi = [];
-    let address = 0n;
-    for (let i = 0; i < nvec; i++) {
-      const v: MsiVector = { trigger: null, data: 0 };
-      const msg = this.#irq.requestMsi(`vfio-msi[${i}](${this.#pdev.bdf})`, () => this.#sendMsi(v));
-      v.data = msg.data;
-      if (!i) address = msg.address;
-      this.#msi.push(v);
+    const msi: MsiVector[] = Array.from({ length: nvec }, () => ({ trigger: null }));
+    const block = this.#irq.requestMsiBlock(this.#pdev, nvec, (i) => `vfio-msi[${i}](${this.#pdev.bdf})`, (i) => () => this.#sendMsi(msi[i]!));
+    if (!block) {
+      // x86 gives multi-message MSI only behind interrupt remapping: one vector, so say 1.
+      if (nvec > 1 && !this.#pdev.unit?.interruptRemapping) return 1;
+      return fail(Errno.ENOSPC, `no ${nvec} interrupt vectors${this.#pdev.unit?.interruptRemapping ? ' (or interrupt remapping entries)' : ''} left for ${this.#pdev.bdf}`);
     }
-    // The first vector's message for a multi-message block: the device ORs the vector number into the data.
-    const base = this.#msi[0]!.data;
+    this.#msi = msi;
+    this.#msiBlock = block;
+    // The block's first message: a multi-message function ORs the vector number into the data.
     const is64 = (cfg.msiFlags & PCI_MSI_FLAGS_64BIT) !== 0;
-    this.#pdev.configWrite(MSI_CAP_OFFSET + PCI_MSI_ADDRESS_LO, 4, Number(address & 0xffffffffn));
-    if (is64) this.#pdev.configWrite(MSI_CAP_OFFSET + PCI_MSI_ADDRESS_HI, 4, Number(address >> 32n));
-    this.#pdev.configWrite(MSI_CAP_OFFSET + (is64 ? PCI_MSI_DATA_64 : PCI_MSI_DATA_32), 2, base);
+    this.#pdev.configWrite(MSI_CAP_OFFSET + PCI_MSI_ADDRESS_LO, 4, Number(block.address & 0xffffffffn));
+    if (is64) this.#pdev.configWrite(MSI_CAP_OFFSET + PCI_MSI_ADDRESS_HI, 4, Number(block.address >> 32n));
+    this.#pdev.configWrite(MSI_CAP_OFFSET + (is64 ? PCI_MSI_DATA_64 : PCI_MSI_DATA_32), 2, block.data);
     const flags = (cfg.msiFlags & ~PCI_MSI_FLAGS_QSIZE) | (log2 << 4) | PCI_MSI_FLAGS_ENABLE;
     this.#pdev.configWrite(MSI_CAP_OFFSET + PCI_MSI_FLAGS, 2, flags);
     this.msiQmax = log2;
     this.irqType = VFIO_PCI_MSI_IRQ_INDEX;
+    return 0;
   }
 
   #msiDisable(): void {
-    for (const v of this.#msi) {
-      v.trigger?.put();
-      this.#irq.freeMsi(v.data);
-    }
+    for (const v of this.#msi) v.trigger?.put();
+    if (this.#msiBlock) this.#irq.freeMsiBlock(this.#msiBlock);
+    this.#msiBlock = null;
     this.#msi = [];
     const flags = this.#pdev.cfg.msiFlags;
     this.#pdev.configWrite(MSI_CAP_OFFSET + PCI_MSI_FLAGS, 2, flags & ~(PCI_MSI_FLAGS_ENABLE | PCI_MSI_FLAGS_QSIZE));
