@@ -44,7 +44,7 @@ static pthread_mutex_t dirs_lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *const roots[] = {
 	"/sys/kernel/iommu_groups", "/sys/bus/pci", "/sys/devices/virtual/vfio",
 	"/sys/devices/virtual/iommu", "/sys/class/vfio", "/sys/class/vfio-dev", "/sys/class/iommu",
-	"/sys/module/vfio", "/sys/module/vfio_iommu_type1",
+	"/sys/module/iommufd", "/sys/module/vfio", "/sys/module/vfio_iommu_type1",
 };
 
 static int pci_root_bus(const char *p)

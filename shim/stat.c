@@ -4,9 +4,12 @@
  * from one, the daemon gives the node's mode and major:minor (EMU_STAT/EMU_FSTAT, protocol.h) and
  * the shim answers as the real node would: /dev/null's struct (a devtmpfs node's st_dev and times)
  * with st_mode = S_IFCHR | mode, st_rdev = makedev(major, minor), owner root, one link, size 0,
- * st_ino stable per node (from its major:minor), st_blksize 4096. A /dev/vfio/ path that is no
- * node of the machine is ENOENT, without looking at the host's filesystem. Emulated files that are
- * not nodes (fault and access fds, fail-nth) and every other path or fd: the real call.
+ * st_ino stable per node (from its major:minor), st_blksize 4096. /dev/vfio and
+ * /dev/vfio/devices are directories (0755, while a node lives below them, as devtmpfs keeps
+ * them). Paths are resolved lexically first ("//", ".", ".."). A /dev/vfio/ path that is no node of
+ * the machine is ENOENT, without looking at the host's filesystem. Emulated nodes have no extended
+ * attributes (getxattr: ENODATA; listxattr: none). Emulated files that are not nodes (fault and
+ * access fds, fail-nth) and every other path or fd: the real call.
  *
  * Both the stat symbols (glibc >= 2.33) and the _STAT_VER wrappers older programs call (__xstat &
  * co., compat symbols since 2.33) are wrapped. A symbol the C library lacks is never called by a
@@ -21,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "protocol.h"
@@ -65,16 +69,126 @@ REAL(int, __fxstatat64, int, int, const char *, struct stat64 *, int)
 		return real_##name(__VA_ARGS__);                               \
 	} while (0)
 
+/*
+ * An absolute path with "//", "." and ".." resolved lexically (the /dev/vfio tree has no links),
+ * into out; NULL when p is not absolute or does not fit.
+ */
+static const char *canon(const char *p, char *out, size_t n)
+{
+	size_t len = 0;
+
+	if (!p || p[0] != '/')
+		return NULL;
+	while (*p) {
+		while (*p == '/')
+			p++;
+		const char *e = strchrnul(p, '/');
+		size_t c = e - p;
+		if (c == 1 && p[0] == '.') {
+			/* nothing */
+		} else if (c == 2 && p[0] == '.' && p[1] == '.') {
+			while (len > 0 && out[len - 1] != '/')
+				len--;
+			if (len > 0)
+				len--;
+		} else if (c) {
+			if (len + 1 + c >= n)
+				return NULL;
+			out[len++] = '/';
+			memcpy(out + len, p, c);
+			len += c;
+		}
+		p = e;
+	}
+	if (!len)
+		out[len++] = '/';
+	out[len] = 0;
+	return out;
+}
+
 /* A path whose node the daemon answers for: an emulated path under /dev, or /dev/vfio itself. */
 static int node_path(const char *p)
 {
-	return p && !strncmp(p, "/dev/", 5) && (emulated_path(p) || emulated_dev_dir(p));
+	char buf[PATH_MAX];
+	const char *c = canon(p, buf, sizeof(buf));
+	return c && !strncmp(c, "/dev/", 5) && (emulated_path(c) || emulated_dev_dir(c));
 }
 
-/* The packed node metadata for path (protocol.h), or -1 with errno (ENOENT: no such node). */
+/* p names a directory by its form: it ends in "/", "/." or "/..". */
+static int dir_form(const char *p)
+{
+	size_t n = strlen(p);
+	return (n && p[n - 1] == '/') || (n >= 2 && !strcmp(p + n - 2, "/.")) || (n >= 3 && !strcmp(p + n - 3, "/.."));
+}
+
+/*
+ * The packed node metadata for path (protocol.h), or -1 with errno (ENOENT: no such node;
+ * ENOTDIR: a node named as a directory).
+ */
 static int64_t path_node(const char *p)
 {
-	return emu_rpc(EMU_STAT, -1, -1, 0, 0, p, strlen(p));
+	char buf[PATH_MAX];
+	const char *c = canon(p, buf, sizeof(buf));
+	int64_t r = emu_rpc(EMU_STAT, -1, -1, 0, 0, c, strlen(c));
+	if (r >= 0 && !(r & EMU_STAT_DIR) && dir_form(p)) {
+		errno = ENOTDIR;
+		return -1;
+	}
+	return r;
+}
+
+/*
+ * The path to give the host for p: under /dev/vfio (which the host may lack), its lexical form, so
+ * "/dev/vfio/.." is the host's /dev; p itself otherwise.
+ */
+static const char *host_path(const char *p)
+{
+	static __thread char buf[PATH_MAX];
+	const char *c = p && !strncmp(p, "/dev/vfio", 9) ? canon(p, buf, sizeof(buf)) : NULL;
+	return c ? c : p;
+}
+
+/*
+ * Extended attributes of the emulated nodes: they have none (ls -l asks for ACLs and reports
+ * any error but "no attribute").
+ */
+#define XATTR_NONE(path)                                                       \
+	do {                                                                   \
+		if (node_path(path)) {                                         \
+			errno = ENODATA;                                       \
+			return -1;                                             \
+		}                                                              \
+	} while (0)
+
+REAL(ssize_t, getxattr, const char *, const char *, void *, size_t)
+REAL(ssize_t, lgetxattr, const char *, const char *, void *, size_t)
+REAL(ssize_t, listxattr, const char *, char *, size_t)
+REAL(ssize_t, llistxattr, const char *, char *, size_t)
+
+ssize_t getxattr(const char *path, const char *name, void *value, size_t size)
+{
+	XATTR_NONE(path);
+	CALL_REAL(getxattr, host_path(path), name, value, size);
+}
+
+ssize_t lgetxattr(const char *path, const char *name, void *value, size_t size)
+{
+	XATTR_NONE(path);
+	CALL_REAL(lgetxattr, host_path(path), name, value, size);
+}
+
+ssize_t listxattr(const char *path, char *list, size_t size)
+{
+	if (node_path(path))
+		return 0;
+	CALL_REAL(listxattr, host_path(path), list, size);
+}
+
+ssize_t llistxattr(const char *path, char *list, size_t size)
+{
+	if (node_path(path))
+		return 0;
+	CALL_REAL(llistxattr, host_path(path), list, size);
 }
 
 /* The packed node metadata for an emulated fd, or 0 if the real fd is to be statted. */
@@ -144,28 +258,28 @@ int stat(const char *path, struct stat *st)
 {
 	if (node_path(path))
 		PATH_STAT(path, st);
-	CALL_REAL(stat, path, st);
+	CALL_REAL(stat, host_path(path), st);
 }
 
 int stat64(const char *path, struct stat64 *st)
 {
 	if (node_path(path))
 		PATH_STAT(path, st);
-	CALL_REAL(stat64, path, st);
+	CALL_REAL(stat64, host_path(path), st);
 }
 
 int lstat(const char *path, struct stat *st)
 {
 	if (node_path(path))
 		PATH_STAT(path, st);
-	CALL_REAL(lstat, path, st);
+	CALL_REAL(lstat, host_path(path), st);
 }
 
 int lstat64(const char *path, struct stat64 *st)
 {
 	if (node_path(path))
 		PATH_STAT(path, st);
-	CALL_REAL(lstat64, path, st);
+	CALL_REAL(lstat64, host_path(path), st);
 }
 
 int fstat(int fd, struct stat *st)
@@ -191,7 +305,7 @@ int fstatat(int dirfd, const char *path, struct stat *st, int flags)
 		PATH_STAT(path, st);
 	if (at_is_fd(dirfd, path, flags) && (r = fd_node(dirfd)))
 		FILL_STAT(st, r);
-	CALL_REAL(fstatat, dirfd, path, st, flags);
+	CALL_REAL(fstatat, dirfd, host_path(path), st, flags);
 }
 
 int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
@@ -201,7 +315,7 @@ int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
 		PATH_STAT(path, st);
 	if (at_is_fd(dirfd, path, flags) && (r = fd_node(dirfd)))
 		FILL_STAT(st, r);
-	CALL_REAL(fstatat64, dirfd, path, st, flags);
+	CALL_REAL(fstatat64, dirfd, host_path(path), st, flags);
 }
 
 static int fill_statx(struct statx *stx, int64_t r)
@@ -216,12 +330,12 @@ static int fill_statx(struct statx *stx, int64_t r)
 	stx->stx_mask = (stx->stx_mask & (STATX_ATIME | STATX_MTIME | STATX_CTIME | STATX_BTIME)) |
 			STATX_TYPE | STATX_MODE | STATX_NLINK | STATX_UID | STATX_GID | STATX_INO |
 			STATX_SIZE | STATX_BLOCKS;
-	stx->stx_mode = S_IFCHR | EMU_STAT_MODE(r);
-	stx->stx_rdev_major = EMU_STAT_MAJOR(r);
-	stx->stx_rdev_minor = EMU_STAT_MINOR(r);
+	stx->stx_mode = (r & EMU_STAT_DIR ? S_IFDIR : S_IFCHR) | EMU_STAT_MODE(r);
+	stx->stx_rdev_major = r & EMU_STAT_DIR ? 0 : EMU_STAT_MAJOR(r);
+	stx->stx_rdev_minor = r & EMU_STAT_DIR ? 0 : EMU_STAT_MINOR(r);
 	stx->stx_uid = 0;
 	stx->stx_gid = 0;
-	stx->stx_nlink = 1;
+	stx->stx_nlink = r & EMU_STAT_DIR ? 2 : 1;
 	stx->stx_size = 0;
 	stx->stx_blocks = 0;
 	stx->stx_ino = node_ino(r);
@@ -238,7 +352,7 @@ int statx(int dirfd, const char *path, int flags, unsigned int mask, struct stat
 	}
 	if (at_is_fd(dirfd, path, flags) && (r = fd_node(dirfd)))
 		return fill_statx(stx, r);
-	CALL_REAL(statx, dirfd, path, flags, mask, stx);
+	CALL_REAL(statx, dirfd, host_path(path), flags, mask, stx);
 }
 
 /* The _STAT_VER wrappers: LP64 struct stat is the kernel's, whatever version the caller names. */
@@ -246,28 +360,28 @@ int __xstat(int ver, const char *path, struct stat *st)
 {
 	if (node_path(path))
 		PATH_STAT(path, st);
-	CALL_REAL(__xstat, ver, path, st);
+	CALL_REAL(__xstat, ver, host_path(path), st);
 }
 
 int __xstat64(int ver, const char *path, struct stat64 *st)
 {
 	if (node_path(path))
 		PATH_STAT(path, st);
-	CALL_REAL(__xstat64, ver, path, st);
+	CALL_REAL(__xstat64, ver, host_path(path), st);
 }
 
 int __lxstat(int ver, const char *path, struct stat *st)
 {
 	if (node_path(path))
 		PATH_STAT(path, st);
-	CALL_REAL(__lxstat, ver, path, st);
+	CALL_REAL(__lxstat, ver, host_path(path), st);
 }
 
 int __lxstat64(int ver, const char *path, struct stat64 *st)
 {
 	if (node_path(path))
 		PATH_STAT(path, st);
-	CALL_REAL(__lxstat64, ver, path, st);
+	CALL_REAL(__lxstat64, ver, host_path(path), st);
 }
 
 int __fxstat(int ver, int fd, struct stat *st)
@@ -293,7 +407,7 @@ int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags)
 		PATH_STAT(path, st);
 	if (at_is_fd(dirfd, path, flags) && (r = fd_node(dirfd)))
 		FILL_STAT(st, r);
-	CALL_REAL(__fxstatat, ver, dirfd, path, st, flags);
+	CALL_REAL(__fxstatat, ver, dirfd, host_path(path), st, flags);
 }
 
 int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int flags)
@@ -303,5 +417,5 @@ int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int fl
 		PATH_STAT(path, st);
 	if (at_is_fd(dirfd, path, flags) && (r = fd_node(dirfd)))
 		FILL_STAT(st, r);
-	CALL_REAL(__fxstatat64, ver, dirfd, path, st, flags);
+	CALL_REAL(__fxstatat64, ver, dirfd, host_path(path), st, flags);
 }

@@ -10,9 +10,10 @@
  *       subsystem_vendor, subsystem_device, class, revision, enable, driver_override, and the links
  *       driver@, iommu@ (behind an IOMMU), iommu_group@; registered with VFIO, vfio-dev/vfioN/
  *       {uevent, device@} and, with a cdev (not noiommu), dev
- *   /sys/module/vfio/parameters/enable_unsafe_noiommu_mode, /sys/module/vfio_iommu_type1/
- *       parameters/{allow_unsafe_interrupts, disable_hugepages, dma_entry_limit}: read by anyone,
- *       written by root, as the modules' S_IWUSR parameters are
+ *   /sys/module/iommufd/parameters/allow_unsafe_interrupts, /sys/module/vfio/{version,
+ *       parameters/enable_unsafe_noiommu_mode}, /sys/module/vfio_iommu_type1/{version, parameters/
+ *       {allow_unsafe_interrupts, disable_hugepages, dma_entry_limit}}: read by anyone, written by
+ *       root, as the modules' S_IWUSR parameters are
  *   /sys/class/vfio-dev/vfioN@, /sys/class/vfio/N@ -> /sys/devices/virtual/vfio/N/{dev, uevent}
  *   /sys/class/iommu/UNIT@ -> /sys/devices/virtual/iommu/UNIT/devices/BDF@
  *
@@ -52,6 +53,7 @@ export const SYSFS_ROOTS = [
   '/sys/class/vfio',
   '/sys/class/vfio-dev',
   '/sys/class/iommu',
+  '/sys/module/iommufd',
   '/sys/module/vfio',
   '/sys/module/vfio_iommu_type1',
 ] as const;
@@ -264,13 +266,24 @@ function uintParam(get: () => number, set: (v: number) => void): Node {
   };
 }
 
-/** The module parameters of vfio and vfio_iommu_type1. */
+/** The module parameters (and versions) of iommufd, vfio and vfio_iommu_type1. */
 function modules(m: Machine): Record<string, Node> {
   const t1 = m.vfio.type1.params;
   return {
-    vfio: { dir: () => ({ parameters: { dir: () => ({ enable_unsafe_noiommu_mode: boolParam(() => m.vfio.noiommu, (v) => (m.vfio.noiommu = v)) }) } }) },
+    iommufd: {
+      dir: () => ({
+        parameters: { dir: () => ({ allow_unsafe_interrupts: boolParam(() => m.iommufd.allowUnsafeInterrupts, (v) => (m.iommufd.allowUnsafeInterrupts = v)) }) },
+      }),
+    },
+    vfio: {
+      dir: () => ({
+        parameters: { dir: () => ({ enable_unsafe_noiommu_mode: boolParam(() => m.vfio.noiommu, (v) => (m.vfio.noiommu = v)) }) },
+        version: text('0.3\n'),
+      }),
+    },
     vfio_iommu_type1: {
       dir: () => ({
+        version: text('0.2\n'),
         parameters: {
           dir: () => ({
             allow_unsafe_interrupts: boolParam(() => t1.allowUnsafeInterrupts, (v) => (t1.allowUnsafeInterrupts = v)),
