@@ -10,11 +10,11 @@ import type { Machine, UserStruct } from './machine.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, type Mm, PROT_READ, PROT_WRITE } from './mm/mm.js';
 import { eventfdFile } from './eventfd.js';
 import { procOpen } from './procfs.js';
-import { DT_DIR, type SysfsDirent, sysfsList, sysfsOpen, sysfsText } from './sysfs.js';
+import { DT_DIR, type SysfsDirent, sysfsList, sysfsOpen, sysfsRead, sysfsReadlink } from './sysfs.js';
 import { copyToUser } from './uaccess.js';
 import { big, hex } from './trace.js';
 import type { TraceValue } from './trace.js';
-import { checkFileMode, type File, O_RDWR, POLLIN, POLLOUT } from './vfs.js';
+import { checkFileMode, doMmap, fcntlFlags, type File, type FileMapping, filePath, O_RDWR, POLLIN, POLLOUT } from './vfs.js';
 
 /** Capabilities the emulated kernel checks (include/uapi/linux/capability.h). */
 export const CAP_DAC_OVERRIDE = 1;
@@ -55,6 +55,9 @@ export function must<T>(r: SysResult<T>): T {
 
 const SCRATCH_SIZE = 1n << 20n;
 
+/** /proc/<self|thread-self|pid>/fd/N: a magic link to the file open at N (no leading zeros, as name_to_int). */
+const PROC_FD_LINK = /^\/proc\/(self|thread-self|[1-9]\d*)\/fd\/(0|[1-9]\d*)$/;
+
 export class Process {
   readonly pid: number;
   readonly machine: Machine;
@@ -67,6 +70,9 @@ export class Process {
   exited = false;
   readonly #fds: (File | null)[] = [];
   #scratch: bigint | null = null;
+  /** File mappings (device MMIO) by id: each holds its file (vma->vm_file) until unmapped. */
+  #fileMaps = new Map<number, FileMapping>();
+  #nextFileMap = 1;
 
   constructor(machine: Machine, pid: number, mm: Mm, cred: Cred, rlimits: Rlimits, parent: Process | null) {
     this.machine = machine;
@@ -94,10 +100,14 @@ export class Process {
 
   /** fget: the file behind `fd` (a foreign file for a client's real one), or EBADF. */
   fget(fd: number): File {
-    const valid = Number.isInteger(fd) && fd >= 0;
-    const f = (valid ? this.#fds[fd] : undefined) ?? (valid ? this.foreignFile?.(fd) : null);
+    const f = this.#lookupFd(fd);
     if (!f) fail(Errno.EBADF, `fd ${fd} is not open in pid ${this.pid}`);
     return f;
+  }
+
+  #lookupFd(fd: number): File | null {
+    if (!Number.isInteger(fd) || fd < 0) return null;
+    return this.#fds[fd] ?? this.foreignFile?.(fd) ?? null;
   }
 
   /** Install a file at the lowest free fd (the file's reference moves into the table). */
@@ -212,7 +222,7 @@ export class Process {
    * written (ask again with a bigger buffer).
    */
   listdir(path: string, buf: bigint, size: number): SysResult {
-    return this.#sys('listdir', { path, size }, () => {
+    return this.#sys('listdir', { path, buf: big(buf), size }, () => {
       const enc = new TextEncoder();
       const parts = this.#listing(path).map((d) => Uint8Array.from([d.type, ...enc.encode(d.name), 0]));
       const out = new Uint8Array(parts.reduce((n, b) => n + b.length, 0));
@@ -229,9 +239,44 @@ export class Process {
     return [{ name: '.', type: DT_DIR }, { name: '..', type: DT_DIR }, ...entries];
   }
 
-  /** An emulated /sys attribute's whole text into user memory, sized like `listdir`. */
+  /**
+   * An emulated /sys attribute's whole content into user memory, sized like `listdir`: text, or
+   * binary (a PCI function's config, as much of it as this process may read).
+   */
   readAttr(path: string, buf: bigint, size: number): SysResult {
-    return this.#sys('read_attr', { path, size }, () => this.#fillUser(new TextEncoder().encode(sysfsText(this.machine, path)), buf, size, `reading ${path}`));
+    return this.#sys('read_attr', { path, buf: big(buf), size }, () => this.#fillUser(sysfsRead(this, path), buf, size, `reading ${path}`));
+  }
+
+  /**
+   * readlink into user memory, sized like `listdir` (the target has no NUL): an emulated sysfs
+   * link's relative target, or what /proc/<self|pid>/fd/N shows for an open fd (a node's path,
+   * anon_inode:[name]). ENOENT where nothing is; EINVAL for what is not a link.
+   */
+  readlink(path: string, buf: bigint, size: number): SysResult {
+    return this.#sys('readlink', { path, buf: big(buf), size }, () => {
+      const m = PROC_FD_LINK.exec(path);
+      const { target, what } = m ? this.#fdLink(path, m[1]!, Number(m[2])) : { target: this.#linkTarget(path), what: `reading link ${path}` };
+      return this.#fillUser(new TextEncoder().encode(target), buf, size, what);
+    });
+  }
+
+  /** proc_fd_link: the owner must be one this process could ptrace (proc_fd_access_allowed). */
+  #fdLink(path: string, who: string, fd: number): { target: string; what: string } {
+    const owner = who === 'self' || who === 'thread-self' ? this : this.machine.process(Number(who));
+    if (!owner || owner.exited) fail(Errno.ENOENT, `${path}: no such process`);
+    if (owner !== this && !(owner.cred.uid === this.cred.uid && owner.cred.gid === this.cred.gid) && !this.capable(CAP_SYS_PTRACE)) {
+      fail(Errno.EACCES, `${path}: process ${this.pid} (uid ${this.cred.uid}) may not see the files of process ${owner.pid} (uid ${owner.cred.uid}) without CAP_SYS_PTRACE`);
+    }
+    const file = owner.#lookupFd(fd);
+    if (!file) fail(Errno.ENOENT, `${path}: fd ${fd} is not open in pid ${owner.pid}`);
+    return { target: filePath(file), what: `reading /proc/${owner.pid}/fd/${fd}` };
+  }
+
+  /** A device node or /dev directory is no link; anything else is what sysfs says. */
+  #linkTarget(path: string): string {
+    const devs = this.machine.devices;
+    if (path.startsWith('/dev/') && (devs.paths().includes(path) || devs.list(path))) fail(Errno.EINVAL, `${path} is not a symbolic link`);
+    return sysfsReadlink(this.machine, path);
   }
 
   #fillUser(bytes: Uint8Array, buf: bigint, size: number, what: string): number {
@@ -260,6 +305,11 @@ export class Process {
       this.installFdAt(newfd, f.get());
       return newfd;
     });
+  }
+
+  /** fcntl(F_GETFL / F_SETFL): the file's status flags (vfs.ts fcntlFlags); EINVAL for other commands. */
+  fcntl(fd: number, cmd: number, arg = 0): SysResult {
+    return this.#sys('fcntl', { fd, cmd, arg }, () => fcntlFlags(this.fget(fd), cmd, arg));
   }
 
   close(fd: number): SysResult {
@@ -378,6 +428,47 @@ export class Process {
     });
   }
 
+  /**
+   * mmap(2) of a file (a vfio-pci BAR), checked as do_mmap and the driver check it (vfs.ts
+   * doMmap). Device MMIO has no page in the emulated address space, so the answer is the
+   * mapping's id (from 1, never reused) for `mmio` and `munmapFile`. The mapping holds the file
+   * until it is unmapped or the process exits, and fork copies it, as it copies a VM_PFNMAP vma.
+   */
+  mmapFile(fd: number, length: bigint, prot: number, flags: number, offset: bigint): SysResult {
+    return this.#sys('mmap_file', { fd, length: big(length), prot, flags, offset: big(offset) }, () => {
+      const map = doMmap(this, this.fget(fd), length, prot, flags, offset);
+      const id = this.#nextFileMap++;
+      this.#fileMaps.set(id, map);
+      return id;
+    });
+  }
+
+  /**
+   * A load (the value) or store of `size` bytes at `offset` in file mapping `id`: the driver's
+   * fault path, then the device's register. EFAULT ("SIGBUS") outside the mapping, for a width
+   * other than 1, 2, 4 or 8, or where the driver answers SIGBUS (memory decoding off).
+   */
+  mmio(id: number, offset: bigint, size: number, write: boolean, value = 0n): SysResult<bigint> {
+    return this.#sys('mmio', { id, offset: big(offset), size, write, value: big(value) }, () => {
+      const m = this.#fileMaps.get(id);
+      if (!m) fail(Errno.EFAULT, `SIGBUS: no mapping ${id}`);
+      if (![1, 2, 4, 8].includes(size) || offset < 0n || offset + BigInt(size) > m.vma.length) {
+        fail(Errno.EFAULT, `SIGBUS: access of ${size} bytes at 0x${offset.toString(16)} is outside mapping ${id}`);
+      }
+      return m.io.access(offset, size as 1 | 2 | 4 | 8, write, value);
+    });
+  }
+
+  /** munmap of a whole file mapping: its file reference goes. An id that is no mapping is 0, as munmap of nothing. */
+  munmapFile(id: number): SysResult {
+    return this.#sys('munmap_file', { id }, () => {
+      const m = this.#fileMaps.get(id);
+      this.#fileMaps.delete(id);
+      m?.file.put();
+      return 0;
+    });
+  }
+
   /** Write this process's memory as the program itself would (traced as `poke`). */
   poke(addr: bigint, data: Uint8Array): SysResult {
     return this.#sys('poke', { addr: big(addr), data: hex(data) }, () => {
@@ -421,6 +512,7 @@ export class Process {
   prepareFork(): { complete: (mm: Mm, pid?: number) => Process; abort: () => void } {
     if (this.exited) fail(Errno.ESRCH, `pid ${this.pid} has exited`);
     const files = this.#fds.map((f) => f?.get() ?? null);
+    const maps = this.#copyFileMaps();
     let done = false;
     return {
       complete: (mm, pid) => {
@@ -428,6 +520,8 @@ export class Process {
         done = true;
         const child = this.machine.forkProcess(this, mm, pid);
         files.forEach((f, i) => (child.#fds[i] = f));
+        child.#fileMaps = maps;
+        child.#nextFileMap = this.#nextFileMap;
         this.machine.tracer.emit({ pid: this.pid, call: 'fork', args: {}, ret: child.pid, errno: 0 });
         return child;
       },
@@ -435,8 +529,14 @@ export class Process {
         if (done) return;
         done = true;
         for (const f of files) f?.put();
+        for (const m of maps.values()) m.file.put();
       },
     };
+  }
+
+  /** dup_mmap's share for file mappings: the same mappings, each with its own file reference. */
+  #copyFileMaps(): Map<number, FileMapping> {
+    return new Map([...this.#fileMaps].map(([id, m]) => [id, { ...m, file: m.file.get() }]));
   }
 
   fork(): Process {
@@ -446,13 +546,17 @@ export class Process {
     this.#fds.forEach((f, i) => {
       if (f) child.#fds[i] = f.get();
     });
+    child.#fileMaps = this.#copyFileMaps();
+    child.#nextFileMap = this.#nextFileMap;
     this.machine.tracer.emit({ pid: this.pid, call: 'fork', args: {}, ret: child.pid, errno: 0 });
     return child;
   }
 
-  /** exit: close every fd, tear the address space down, leave the process table. */
+  /** exit: drop the file mappings (exit_mm before exit_files), close every fd, tear the address space down, leave the process table. */
   exit(): void {
     if (this.exited) return;
+    for (const m of this.#fileMaps.values()) m.file.put();
+    this.#fileMaps.clear();
     this.#fds.forEach((f, i) => {
       if (f) {
         this.#fds[i] = null;

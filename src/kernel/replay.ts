@@ -20,9 +20,16 @@ const str = (v: unknown): string => String(v);
 const num = (v: unknown): number => Number(v);
 const bigOf = (v: unknown): bigint => BigInt(String(v));
 
-/** Re-run `events` on a new machine; returns the mismatches (empty when the replay is identical). */
-export function replay(events: readonly TraceEvent[], opts: MachineOptions = {}): { machine: Machine; mismatches: ReplayMismatch[] } {
-  const machine = new Machine(opts);
+/**
+ * Re-run `events` on a new machine (`make(opts)`: a plain Machine unless the recording ran on
+ * another kind, e.g. createDefaultMachine); returns the mismatches (empty when the replay is identical).
+ */
+export function replay(
+  events: readonly TraceEvent[],
+  opts: MachineOptions = {},
+  make: (opts: MachineOptions) => Machine = (o) => new Machine(o),
+): { machine: Machine; mismatches: ReplayMismatch[] } {
+  const machine = make(opts);
   const procs = new Map<number, Process>();
   const mismatches: ReplayMismatch[] = [];
   const proc = (pid: number): Process => {
@@ -68,6 +75,21 @@ export function replay(events: readonly TraceEvent[], opts: MachineOptions = {})
       case 'dup':
         got = fromSys(proc(e.pid).dup(num(a.fd)));
         break;
+      case 'eventfd':
+        got = fromSys(proc(e.pid).eventfd(num(a.initval), num(a.flags)));
+        break;
+      case 'fcntl':
+        got = fromSys(proc(e.pid).fcntl(num(a.fd), num(a.cmd), num(a.arg)));
+        break;
+      case 'listdir':
+        got = fromSys(proc(e.pid).listdir(str(a.path), bigOf(a.buf), num(a.size)));
+        break;
+      case 'read_attr':
+        got = fromSys(proc(e.pid).readAttr(str(a.path), bigOf(a.buf), num(a.size)));
+        break;
+      case 'readlink':
+        got = fromSys(proc(e.pid).readlink(str(a.path), bigOf(a.buf), num(a.size)));
+        break;
       case 'ioctl': {
         if (a.in !== undefined) {
           const buf = unhex(str(a.in));
@@ -97,6 +119,15 @@ export function replay(events: readonly TraceEvent[], opts: MachineOptions = {})
         break;
       case 'munmap':
         got = fromSys(proc(e.pid).munmap(bigOf(a.addr), bigOf(a.length)));
+        break;
+      case 'mmap_file':
+        got = fromSys(proc(e.pid).mmapFile(num(a.fd), bigOf(a.length), num(a.prot), num(a.flags), bigOf(a.offset)));
+        break;
+      case 'mmio':
+        got = fromSys(proc(e.pid).mmio(num(a.id), bigOf(a.offset), num(a.size), a.write === true, bigOf(a.value)));
+        break;
+      case 'munmap_file':
+        got = fromSys(proc(e.pid).munmapFile(num(a.id)));
         break;
       case 'poke':
         got = fromSys(proc(e.pid).poke(bigOf(a.addr), unhex(str(a.data))));

@@ -21,9 +21,7 @@ import { Errno, KernelError, fail } from '../errno.js';
 import type { EventfdCtx } from '../kernel/eventfd.js';
 import type { Machine } from '../kernel/machine.js';
 import { CAP_LAST_CAP, type Process, RLIM_INFINITY, type SysResult } from '../kernel/process.js';
-import { sysfsRead, sysfsReadlink } from '../kernel/sysfs.js';
-import { copyToUser } from '../kernel/uaccess.js';
-import { doMmap, fcntlFlags, type File, type FileMapping, filePath, foreignFile, O_RDWR } from '../kernel/vfs.js';
+import { type File, foreignFile, O_RDWR } from '../kernel/vfs.js';
 import { NOTE_SIZE, Note, Op, type Request, RespFlag, encodeNote, encodeResponse, packStatNode, parseRequests, STAT_DEV_DIR } from './protocol.js';
 import { type HugeRange, RemoteMm } from './remote_mm.js';
 
@@ -94,9 +92,6 @@ export class Daemon {
   readonly #clients = new Set<Client>();
   /** The client whose request is being served. */
   #current: Client | null = null;
-  /** File mappings of the clients (device MMIO), by id: each holds its file until unmapped. */
-  readonly #mappings = new Map<number, { owner: Client; map: FileMapping }>();
-  #nextMapping = 1;
 
   constructor(machine: Machine, opts: DaemonOptions = {}) {
     this.machine = machine;
@@ -177,12 +172,6 @@ export class Daemon {
       client.gone = true;
       client.notify?.destroy();
       client.notes = [];
-      // exit_mm before exit_files: the mappings' file references go first.
-      for (const [id, m] of this.#mappings) {
-        if (m.owner !== client) continue;
-        this.#mappings.delete(id);
-        m.map.file.put();
-      }
       if (client.proc && !client.proc.exited) client.proc.exit();
     };
     sock.on('close', gone);
@@ -392,42 +381,25 @@ export class Daemon {
       }
       case Op.LISTDIR:
         return p.listdir(req.payload.toString('utf8'), req.a0, Number(req.a1));
-      case Op.SYSFS_READ: {
-        const path = req.payload.toString('utf8');
-        return fillUser(p, sysfsRead(p, path), req.a0, Number(req.a1), `reading ${path}`);
-      }
-      case Op.READLINK: {
-        const path = req.payload.toString('utf8');
-        return fillUser(p, new TextEncoder().encode(sysfsReadlink(this.machine, path)), req.a0, Number(req.a1), `reading link ${path}`);
-      }
+      case Op.SYSFS_READ:
+        return p.readAttr(req.payload.toString('utf8'), req.a0, Number(req.a1));
+      case Op.READLINK:
+        return p.readlink(req.payload.toString('utf8'), req.a0, Number(req.a1));
       case Op.FD_LINK:
-        return fillUser(p, new TextEncoder().encode(filePath(p.fget(req.fd))), req.a0, Number(req.a1), `reading /proc/${p.pid}/fd/${req.fd}`);
-      case Op.MMAP: {
-        const map = doMmap(p, p.fget(req.fd), req.a0, Number(req.a1 & 0xffffffffn), Number(req.a1 >> 32n), req.a2);
-        const id = this.#nextMapping++;
-        this.#mappings.set(id, { owner: client, map });
-        return { ret: id, errno: 0 };
-      }
+        return p.readlink(`/proc/self/fd/${req.fd}`, req.a0, Number(req.a1));
+      case Op.MMAP:
+        return p.mmapFile(req.fd, req.a0, Number(req.a1 & 0xffffffffn), Number(req.a1 >> 32n), req.a2);
       case Op.MMIO: {
-        // A forked child reaches its parent's mappings by the same id while the parent has them.
-        const m = this.#mappings.get(Number(req.a0));
-        if (!m) fail(Errno.EFAULT, `SIGBUS: no mapping ${req.a0}`);
-        const size = Number(req.a2 & 0xffn);
+        // A forked child has its parent's mappings (fork copies them) under the same ids.
         const write = (req.a2 & 0x100n) !== 0n;
-        if (![1, 2, 4, 8].includes(size) || req.a1 + BigInt(size) > m.map.vma.length) fail(Errno.EFAULT, `SIGBUS: access of ${size} bytes at 0x${req.a1.toString(16)} is outside mapping ${req.a0}`);
         const value = write && req.payload.length >= 8 ? req.payload.readBigUInt64LE(0) : 0n;
-        return { ret: BigInt.asIntN(64, m.map.io.access(req.a1, size as 1 | 2 | 4 | 8, write, value)), errno: 0 };
+        const r = p.mmio(Number(req.a0), req.a1, Number(req.a2 & 0xffn), write, value);
+        return typeof r.ret === 'bigint' ? { ret: BigInt.asIntN(64, r.ret), errno: 0 } : r;
       }
-      case Op.MUNMAP_IO: {
-        const m = this.#mappings.get(Number(req.a0));
-        if (m?.owner === client) {
-          this.#mappings.delete(Number(req.a0));
-          m.map.file.put();
-        }
-        return { ret: 0, errno: 0 };
-      }
+      case Op.MUNMAP_IO:
+        return p.munmapFile(Number(req.a0));
       case Op.FCNTL:
-        return { ret: fcntlFlags(p.fget(req.fd), Number(req.a0), Number(req.a1)), errno: 0 };
+        return p.fcntl(req.fd, Number(req.a0), Number(req.a1));
       case Op.FORK_PREPARE: {
         const token = this.#nextToken++;
         this.#forks.set(token, { kernel: p.prepareFork(), huge: client.mm?.hugeRanges() ?? [], parentMm: client.mm ?? null });
@@ -441,15 +413,6 @@ export class Daemon {
         return { ret: -1, errno: 38, reason: `unknown request op ${op}` };
     }
   }
-}
-
-/**
- * `bytes` into the client's buffer at `buf` when they fit in `size`; the answer is their length
- * either way (the shim asks again with a bigger buffer).
- */
-function fillUser(p: Process, bytes: Uint8Array, buf: bigint, size: number, what: string): SysResult {
-  if (bytes.length <= size) copyToUser(p, buf, bytes, what);
-  return { ret: bytes.length, errno: 0 };
 }
 
 /** Where the daemon listens by default: $XDG_RUNTIME_DIR/iommufd-emu/sock, else /tmp/iommufd-emu-UID/sock. */
