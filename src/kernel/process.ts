@@ -1,8 +1,9 @@
 /**
  * A simulated process (a single-threaded task group): credentials, rlimits, an fd table of
- * refcounted files, an address space, and the syscall entry points. Each syscall is one boundary:
- * a `KernelError` thrown anywhere below becomes `{ ret: -1, errno, reason }` and is traced; any
- * other exception is an emulator bug and propagates.
+ * refcounted files, an address space with its file mappings (device MMIO, reached through `mmio`),
+ * and the syscall entry points. Each syscall is one boundary: a `KernelError` thrown anywhere
+ * below becomes `{ ret: -1, errno, reason }` and is traced; any other exception is an emulator bug
+ * and propagates.
  */
 
 import { Errno, KernelError, fail } from '../errno.js';
