@@ -67,10 +67,15 @@ struct emu_note {
  * bits 0-11 the mode's permission bits, 12-31 the minor, 32-43 the major, and EMU_STAT_NODE set.
  * STAT of a path that is no node fails with ENOENT; FSTAT of a file that is no device node (a fault
  * or access fd, fail-nth) answers 0: the shim stats the backing fd instead. A STAT of an emulated
- * /dev directory (/dev/vfio, /dev/vfio/devices) answers EMU_STAT_DIR with its permission bits.
+ * /dev directory (/dev/vfio, /dev/vfio/devices) answers EMU_STAT_DIR with its permission bits; of
+ * an emulated /sys path (a0 = 1: do not follow a final link, as lstat), EMU_STAT_DIR, _REG or _LNK
+ * with the permission bits and st_size in bits 12-43.
  */
 #define EMU_STAT_NODE (1ULL << 62)
 #define EMU_STAT_DIR (1ULL << 61)
+#define EMU_STAT_REG (1ULL << 60)
+#define EMU_STAT_LNK (1ULL << 59)
+#define EMU_STAT_SIZE(r) ((off_t)(((r) >> 12) & 0xffffffffULL))
 #define EMU_STAT_MODE(r) ((unsigned)((r) & 07777))
 #define EMU_STAT_MINOR(r) ((unsigned)(((r) >> 12) & 0xfffff))
 #define EMU_STAT_MAJOR(r) ((unsigned)(((r) >> 32) & 0xfff))

@@ -8,8 +8,10 @@
  * /dev/vfio/devices are directories (0755, while a node lives below them, as devtmpfs keeps
  * them). Paths are resolved lexically first ("//", ".", ".."). A /dev/vfio/ path that is no node of
  * the machine is ENOENT, without looking at the host's filesystem. Emulated nodes have no extended
- * attributes (getxattr: ENODATA; listxattr: none). Emulated files that are not nodes (fault and
- * access fds, fail-nth) and every other path or fd: the real call.
+ * attributes (getxattr: ENODATA; listxattr: none). The emulated /sys stats as kernfs has it
+ * (directories 0755, attributes 0444/0644 with st_size 4096 or the binary size, links 0777 unless
+ * followed; the daemon resolves the path, links and "..", and lstat's nofollow). Emulated files
+ * that are not nodes (fault and access fds, fail-nth) and every other path or fd: the real call.
  *
  * Both the stat symbols (glibc >= 2.33) and the _STAT_VER wrappers older programs call (__xstat &
  * co., compat symbols since 2.33) are wrapped. A symbol the C library lacks is never called by a
@@ -106,11 +108,18 @@ static const char *canon(const char *p, char *out, size_t n)
 	return out;
 }
 
-/* A path whose node the daemon answers for: an emulated path under /dev, or /dev/vfio itself. */
+/*
+ * A path whose metadata the daemon answers for: an emulated path under /dev, /dev/vfio itself, or
+ * the emulated /sys (resolved by the daemon, which follows its links as the VFS would).
+ */
 static int node_path(const char *p)
 {
 	char buf[PATH_MAX];
-	const char *c = canon(p, buf, sizeof(buf));
+	const char *c;
+
+	if (emulated_sysfs_path(p))
+		return 1;
+	c = canon(p, buf, sizeof(buf));
 	return c && !strncmp(c, "/dev/", 5) && (emulated_path(c) || emulated_dev_dir(c));
 }
 
@@ -125,11 +134,16 @@ static int dir_form(const char *p)
  * The packed node metadata for path (protocol.h), or -1 with errno (ENOENT: no such node;
  * ENOTDIR: a node named as a directory).
  */
-static int64_t path_node(const char *p)
+static int64_t path_node(const char *p, int nofollow)
 {
 	char buf[PATH_MAX];
-	const char *c = canon(p, buf, sizeof(buf));
-	int64_t r = emu_rpc(EMU_STAT, -1, -1, 0, 0, c, strlen(c));
+	const char *c;
+	int64_t r;
+
+	if (emulated_sysfs_path(p))
+		return emu_rpc(EMU_STAT, -1, -1, nofollow, 0, p, strlen(p));
+	c = canon(p, buf, sizeof(buf));
+	r = emu_rpc(EMU_STAT, -1, -1, 0, 0, c, strlen(c));
 	if (r >= 0 && !(r & EMU_STAT_DIR) && dir_form(p)) {
 		errno = ENOTDIR;
 		return -1;
@@ -204,25 +218,55 @@ static int64_t fd_node(int fd)
 	return r > 0 && (r & EMU_STAT_NODE) ? r : 0;
 }
 
-/* The node's inode number: stable per node, and the same for stat and fstat. */
-static uint64_t node_ino(int64_t r)
+/* What a STAT/FSTAT answer says, unpacked: the fields of struct stat the shim sets. */
+struct meta {
+	mode_t mode;
+	dev_t rdev;
+	nlink_t nlink;
+	off_t size;
+	ino_t ino;
+};
+
+/*
+ * Unpack answer r for path (NULL for an fd). A device node's inode number comes from its
+ * major:minor (the same for stat and fstat); a directory's, attribute's or link's from its path.
+ */
+static struct meta unpack(int64_t r, const char *path)
 {
-	return 0x10000000ULL + ((uint64_t)EMU_STAT_MAJOR(r) << 20 | EMU_STAT_MINOR(r));
+	struct meta m = { .nlink = 1 };
+	uint64_t h = 14695981039346656037ULL;
+	char buf[PATH_MAX];
+
+	if (r & (EMU_STAT_DIR | EMU_STAT_REG | EMU_STAT_LNK)) {
+		path = path ? canon(path, buf, sizeof(buf)) : NULL;
+		m.mode = (r & EMU_STAT_DIR ? S_IFDIR : r & EMU_STAT_REG ? S_IFREG : S_IFLNK) | EMU_STAT_MODE(r);
+		m.nlink = r & EMU_STAT_DIR ? 2 : 1;
+		m.size = EMU_STAT_SIZE(r);
+		for (const char *c = path ? path : ""; *c; c++)
+			h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+		m.ino = 0x20000000ULL + (h & 0xfffffffULL);
+	} else {
+		m.mode = S_IFCHR | EMU_STAT_MODE(r);
+		m.rdev = makedev(EMU_STAT_MAJOR(r), EMU_STAT_MINOR(r));
+		m.ino = 0x10000000ULL + ((uint64_t)EMU_STAT_MAJOR(r) << 20 | EMU_STAT_MINOR(r));
+	}
+	return m;
 }
 
-/* Fill *st (struct stat or struct stat64: the same fields) for the node r describes. */
-#define FILL_STAT(st, r)                                                       \
+/* Fill *st (struct stat or struct stat64: the same fields) from answer r for path. */
+#define FILL_STAT(st, r, path)                                                 \
 	do {                                                                   \
+		struct meta m_ = unpack((r), (path));                          \
 		memset((st), 0, sizeof(*(st)));                                \
 		fill_base((st), sizeof(*(st)));                                \
-		(st)->st_mode = ((r) & EMU_STAT_DIR ? S_IFDIR : S_IFCHR) | EMU_STAT_MODE(r); \
-		(st)->st_rdev = (r) & EMU_STAT_DIR ? 0 : makedev(EMU_STAT_MAJOR(r), EMU_STAT_MINOR(r)); \
+		(st)->st_mode = m_.mode;                                       \
+		(st)->st_rdev = m_.rdev;                                       \
 		(st)->st_uid = 0;                                              \
 		(st)->st_gid = 0;                                              \
-		(st)->st_nlink = (r) & EMU_STAT_DIR ? 2 : 1;                   \
-		(st)->st_size = 0;                                             \
-		(st)->st_blocks = 0;                                           \
-		(st)->st_ino = node_ino(r);                                    \
+		(st)->st_nlink = m_.nlink;                                     \
+		(st)->st_size = m_.size;                                       \
+		(st)->st_blocks = (m_.size + 511) / 512;                       \
+		(st)->st_ino = m_.ino;                                         \
 		(st)->st_blksize = 4096;                                       \
 		return 0;                                                      \
 	} while (0)
@@ -240,12 +284,12 @@ static void fill_base(void *buf, size_t n)
 }
 
 /* A path stat: the node's metadata into *st, or -1 with errno. */
-#define PATH_STAT(path, st)                                                    \
+#define PATH_STAT(path, st, nofollow)                                          \
 	do {                                                                   \
-		int64_t r_ = path_node(path);                                  \
+		int64_t r_ = path_node((path), (nofollow));                    \
 		if (r_ < 0)                                                    \
 			return -1;                                             \
-		FILL_STAT(st, r_);                                             \
+		FILL_STAT(st, r_, path);                                       \
 	} while (0)
 
 /* The *at forms name an emulated node by an absolute path, or an emulated fd by AT_EMPTY_PATH. */
@@ -257,28 +301,28 @@ static int at_is_fd(int dirfd, const char *path, int flags)
 int stat(const char *path, struct stat *st)
 {
 	if (node_path(path))
-		PATH_STAT(path, st);
+		PATH_STAT(path, st, 0);
 	CALL_REAL(stat, host_path(path), st);
 }
 
 int stat64(const char *path, struct stat64 *st)
 {
 	if (node_path(path))
-		PATH_STAT(path, st);
+		PATH_STAT(path, st, 0);
 	CALL_REAL(stat64, host_path(path), st);
 }
 
 int lstat(const char *path, struct stat *st)
 {
 	if (node_path(path))
-		PATH_STAT(path, st);
+		PATH_STAT(path, st, 1);
 	CALL_REAL(lstat, host_path(path), st);
 }
 
 int lstat64(const char *path, struct stat64 *st)
 {
 	if (node_path(path))
-		PATH_STAT(path, st);
+		PATH_STAT(path, st, 1);
 	CALL_REAL(lstat64, host_path(path), st);
 }
 
@@ -286,7 +330,7 @@ int fstat(int fd, struct stat *st)
 {
 	int64_t r = fd_node(fd);
 	if (r)
-		FILL_STAT(st, r);
+		FILL_STAT(st, r, NULL);
 	CALL_REAL(fstat, fd, st);
 }
 
@@ -294,7 +338,7 @@ int fstat64(int fd, struct stat64 *st)
 {
 	int64_t r = fd_node(fd);
 	if (r)
-		FILL_STAT(st, r);
+		FILL_STAT(st, r, NULL);
 	CALL_REAL(fstat64, fd, st);
 }
 
@@ -302,9 +346,9 @@ int fstatat(int dirfd, const char *path, struct stat *st, int flags)
 {
 	int64_t r;
 	if (node_path(path))
-		PATH_STAT(path, st);
+		PATH_STAT(path, st, (flags & AT_SYMLINK_NOFOLLOW) != 0);
 	if (at_is_fd(dirfd, path, flags) && (r = fd_node(dirfd)))
-		FILL_STAT(st, r);
+		FILL_STAT(st, r, NULL);
 	CALL_REAL(fstatat, dirfd, host_path(path), st, flags);
 }
 
@@ -312,15 +356,16 @@ int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
 {
 	int64_t r;
 	if (node_path(path))
-		PATH_STAT(path, st);
+		PATH_STAT(path, st, (flags & AT_SYMLINK_NOFOLLOW) != 0);
 	if (at_is_fd(dirfd, path, flags) && (r = fd_node(dirfd)))
-		FILL_STAT(st, r);
+		FILL_STAT(st, r, NULL);
 	CALL_REAL(fstatat64, dirfd, host_path(path), st, flags);
 }
 
-static int fill_statx(struct statx *stx, int64_t r)
+static int fill_statx(struct statx *stx, int64_t r, const char *path)
 {
 	int e = errno;
+	struct meta m = unpack(r, path);
 
 	memset(stx, 0, sizeof(*stx));
 	resolve_statx();
@@ -330,15 +375,15 @@ static int fill_statx(struct statx *stx, int64_t r)
 	stx->stx_mask = (stx->stx_mask & (STATX_ATIME | STATX_MTIME | STATX_CTIME | STATX_BTIME)) |
 			STATX_TYPE | STATX_MODE | STATX_NLINK | STATX_UID | STATX_GID | STATX_INO |
 			STATX_SIZE | STATX_BLOCKS;
-	stx->stx_mode = (r & EMU_STAT_DIR ? S_IFDIR : S_IFCHR) | EMU_STAT_MODE(r);
-	stx->stx_rdev_major = r & EMU_STAT_DIR ? 0 : EMU_STAT_MAJOR(r);
-	stx->stx_rdev_minor = r & EMU_STAT_DIR ? 0 : EMU_STAT_MINOR(r);
+	stx->stx_mode = m.mode;
+	stx->stx_rdev_major = major(m.rdev);
+	stx->stx_rdev_minor = minor(m.rdev);
 	stx->stx_uid = 0;
 	stx->stx_gid = 0;
-	stx->stx_nlink = r & EMU_STAT_DIR ? 2 : 1;
-	stx->stx_size = 0;
-	stx->stx_blocks = 0;
-	stx->stx_ino = node_ino(r);
+	stx->stx_nlink = m.nlink;
+	stx->stx_size = m.size;
+	stx->stx_blocks = (m.size + 511) / 512;
+	stx->stx_ino = m.ino;
 	stx->stx_blksize = 4096;
 	return 0;
 }
@@ -347,11 +392,11 @@ int statx(int dirfd, const char *path, int flags, unsigned int mask, struct stat
 {
 	int64_t r;
 	if (node_path(path)) {
-		r = path_node(path);
-		return r < 0 ? -1 : fill_statx(stx, r);
+		r = path_node(path, (flags & AT_SYMLINK_NOFOLLOW) != 0);
+		return r < 0 ? -1 : fill_statx(stx, r, path);
 	}
 	if (at_is_fd(dirfd, path, flags) && (r = fd_node(dirfd)))
-		return fill_statx(stx, r);
+		return fill_statx(stx, r, NULL);
 	CALL_REAL(statx, dirfd, host_path(path), flags, mask, stx);
 }
 
@@ -359,28 +404,28 @@ int statx(int dirfd, const char *path, int flags, unsigned int mask, struct stat
 int __xstat(int ver, const char *path, struct stat *st)
 {
 	if (node_path(path))
-		PATH_STAT(path, st);
+		PATH_STAT(path, st, 0);
 	CALL_REAL(__xstat, ver, host_path(path), st);
 }
 
 int __xstat64(int ver, const char *path, struct stat64 *st)
 {
 	if (node_path(path))
-		PATH_STAT(path, st);
+		PATH_STAT(path, st, 0);
 	CALL_REAL(__xstat64, ver, host_path(path), st);
 }
 
 int __lxstat(int ver, const char *path, struct stat *st)
 {
 	if (node_path(path))
-		PATH_STAT(path, st);
+		PATH_STAT(path, st, 1);
 	CALL_REAL(__lxstat, ver, host_path(path), st);
 }
 
 int __lxstat64(int ver, const char *path, struct stat64 *st)
 {
 	if (node_path(path))
-		PATH_STAT(path, st);
+		PATH_STAT(path, st, 1);
 	CALL_REAL(__lxstat64, ver, host_path(path), st);
 }
 
@@ -388,7 +433,7 @@ int __fxstat(int ver, int fd, struct stat *st)
 {
 	int64_t r = fd_node(fd);
 	if (r)
-		FILL_STAT(st, r);
+		FILL_STAT(st, r, NULL);
 	CALL_REAL(__fxstat, ver, fd, st);
 }
 
@@ -396,7 +441,7 @@ int __fxstat64(int ver, int fd, struct stat64 *st)
 {
 	int64_t r = fd_node(fd);
 	if (r)
-		FILL_STAT(st, r);
+		FILL_STAT(st, r, NULL);
 	CALL_REAL(__fxstat64, ver, fd, st);
 }
 
@@ -404,9 +449,9 @@ int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags)
 {
 	int64_t r;
 	if (node_path(path))
-		PATH_STAT(path, st);
+		PATH_STAT(path, st, (flags & AT_SYMLINK_NOFOLLOW) != 0);
 	if (at_is_fd(dirfd, path, flags) && (r = fd_node(dirfd)))
-		FILL_STAT(st, r);
+		FILL_STAT(st, r, NULL);
 	CALL_REAL(__fxstatat, ver, dirfd, host_path(path), st, flags);
 }
 
@@ -414,8 +459,8 @@ int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int fl
 {
 	int64_t r;
 	if (node_path(path))
-		PATH_STAT(path, st);
+		PATH_STAT(path, st, (flags & AT_SYMLINK_NOFOLLOW) != 0);
 	if (at_is_fd(dirfd, path, flags) && (r = fd_node(dirfd)))
-		FILL_STAT(st, r);
+		FILL_STAT(st, r, NULL);
 	CALL_REAL(__fxstatat64, ver, dirfd, host_path(path), st, flags);
 }

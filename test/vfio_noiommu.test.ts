@@ -828,7 +828,7 @@ describe('module parameters in /sys/module', () => {
     assert.equal(state(m), before);
   });
 
-  it('booleans also take kstrtobool\'s t/T/f/F and any string whose first two characters are on/off', { todo: 'sysfs.ts boolParam knows neither t/f nor on/off prefixes (lib/kstrtox.c kstrtobool since 5.19)' }, () => {
+  it('booleans also take kstrtobool\'s t/T/f/F and any string whose first two characters are on/off', () => {
     const f = noiommu();
     const { m, p } = f;
     const fd = ok(p.open(`${TYPE1_PARAMS}/disable_hugepages`, O_WRONLY));
@@ -839,7 +839,7 @@ describe('module parameters in /sys/module', () => {
     }
   });
 
-  it('a write that carries its NUL terminator parses up to the NUL, as C strings end there (write(fd, "1", sizeof "1"))', { todo: 'sysfs.ts boolParam/uintParam parse the NUL as part of the value: EINVAL where param_attr_store sees a C string' }, () => {
+  it('a write that carries its NUL terminator parses up to the NUL, as C strings end there (write(fd, "1", sizeof "1"))', () => {
     const f = noiommu();
     const { m, p } = f;
     const fd = ok(p.open(`${TYPE1_PARAMS}/dma_entry_limit`, O_WRONLY));
@@ -850,7 +850,7 @@ describe('module parameters in /sys/module', () => {
     assert.equal(m.vfio.noiommu, true);
   });
 
-  it('an empty write stores nothing and returns 0 (sysfs_kf_write)', { todo: 'sysfs.ts attrFops.write calls the store for 0 bytes: EINVAL where sysfs_kf_write returns 0 before the store' }, () => {
+  it('an empty write stores nothing and returns 0 (sysfs_kf_write)', () => {
     const f = noiommu();
     const { m, p } = f;
     const fd = ok(p.open(`${TYPE1_PARAMS}/dma_entry_limit`, O_WRONLY));
@@ -859,7 +859,7 @@ describe('module parameters in /sys/module', () => {
     assert.equal(state(m), before);
   });
 
-  it('a write longer than a page is cut to one page (4096 bytes, kernfs_fop_write_iter) and that is what it returns', { todo: 'sysfs.ts attrFops.write cuts writes at 4095 bytes' }, () => {
+  it('a write longer than a page is cut to one page (4096 bytes, kernfs_fop_write_iter) and that is what it returns', () => {
     const f = noiommu();
     const { m, p } = f;
     const fd = ok(p.open(NOIOMMU_PARAM, O_WRONLY));

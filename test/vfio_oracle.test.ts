@@ -83,6 +83,13 @@ describe('VFIO oracle probes under iommufd-emu run', () => {
     assert.equal(r.out, readFileSync(join(root, 'test', 'progs', 'vfio_sysfs.expected'), 'utf8'));
   });
 
+  test('test/progs/sysfs_stat.c stats and lstats the emulated sysfs (modes, sizes, links, ".." through links, ENOTDIR, ENOENT) exactly as on 6.12', async () => {
+    const r = await run(cc('sysfs_stat', join(root, 'test', 'progs')));
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.err, '');
+    assert.equal(r.out, readFileSync(join(root, 'test', 'progs', 'sysfs_stat.expected'), 'utf8'));
+  });
+
   test('test/progs/dev_vfio_dir.c lists and stats /dev/vfio as devtmpfs has it (".", "..", a node named as a directory, no xattrs) exactly as on 6.12', async () => {
     const r = await run(cc('dev_vfio_dir', join(root, 'test', 'progs')));
     assert.equal(r.code, 0, r.err);

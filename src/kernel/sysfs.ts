@@ -236,16 +236,17 @@ function sysRoot(m: Machine): Node {
   };
 }
 
-/** param_get_bool / param_set_bool (kstrtobool: y/Y/1/on, n/N/0/off). */
+/** param_get_bool / param_set_bool: kstrtobool decides on the first character (the second after o/O). */
 function boolParam(get: () => boolean, set: (v: boolean) => void): Node {
   return {
     text: () => `${get() ? 'Y' : 'N'}\n`,
-    store: (raw) => {
-      const v = raw.endsWith('\n') ? raw.slice(0, -1) : raw;
-      const c = v[0];
-      if (c === 'y' || c === 'Y' || c === '1' || v.toLowerCase() === 'on') set(true);
-      else if (c === 'n' || c === 'N' || c === '0' || v.toLowerCase() === 'off') set(false);
-      else fail(Errno.EINVAL, `${JSON.stringify(raw)} is not a boolean (y/n/1/0/on/off)`);
+    store: (v) => {
+      const c = v[0] ?? '';
+      const on = 'yYtT1'.includes(c) || ((c === 'o' || c === 'O') && 'nN'.includes(v[1] ?? '-'));
+      const off = 'nNfF0'.includes(c) || ((c === 'o' || c === 'O') && 'fF'.includes(v[1] ?? '-'));
+      if (c && on) set(true);
+      else if (c && off) set(false);
+      else fail(Errno.EINVAL, `${JSON.stringify(v)} is not a boolean (kstrtobool: y/t/1/on, n/f/0/off)`);
     },
   };
 }
@@ -357,6 +358,33 @@ export function sysfsReadlink(m: Machine, path: string): string {
   return n.link;
 }
 
+/** Attributes that are 0644 (writable by root in the kernel) without a store here; the rest are 0444. */
+const MODE_0644 = new Set(['type', 'enable', 'driver_override', 'config', 'uevent', 'control', 'autosuspend_delay_ms']);
+
+export interface SysfsStat {
+  readonly type: 'dir' | 'reg' | 'lnk';
+  /** Permission bits. */
+  readonly mode: number;
+  /** st_size: 0 for directories and links, PAGE_SIZE for text attributes, a binary attribute's size. */
+  readonly size: number;
+}
+
+/**
+ * stat/lstat of an emulated sysfs path (kernfs's view): directories 0755, links 0777, attributes
+ * 0444 or 0644. `nofollow` (lstat) leaves a final link unfollowed, unless the path ends in "/";
+ * a non-directory named with a trailing "/" is ENOTDIR.
+ */
+export function sysfsStat(m: Machine, path: string, nofollow: boolean): SysfsStat {
+  const slash = path.endsWith('/');
+  const n = lookup(m, path, nofollow && !slash);
+  if ('dir' in n) return { type: 'dir', mode: 0o755, size: 0 };
+  if (slash) fail(Errno.ENOTDIR, `${path}: not a directory`);
+  if ('link' in n) return { type: 'lnk', mode: 0o777, size: 0 };
+  const name = split(path).at(-1) ?? '';
+  const writable = ('text' in n && n.store !== undefined) || MODE_0644.has(name);
+  return { type: 'reg', mode: writable ? 0o644 : 0o444, size: 'bytes' in n ? n.bytes(null).length : 4096 };
+}
+
 /** An attribute's content as `task` reads it (null: with every privilege). */
 function content(n: Node, path: string, task: Process | null): Uint8Array {
   if ('dir' in n) fail(Errno.EISDIR, `${path} is a directory`);
@@ -395,9 +423,13 @@ const attrFops: FileOperations = {
   write(file: File, task: Process, buf: bigint, count: number): number {
     const store = (file.priv as AttrFile).store;
     if (!store) return fail(Errno.EACCES, `${file.path} is read-only`);
-    // sysfs hands a store at most a page; an attribute takes its whole write at once.
-    const n = Math.min(count, 4095);
-    store(new TextDecoder().decode(copyFromUser(task, buf, n, `writing ${file.path}`)));
+    // kernfs hands sysfs_kf_write at most a page, NUL-terminated; nothing at all is stored for 0 bytes.
+    const n = Math.min(count, 4096);
+    const bytes = copyFromUser(task, buf, n, `writing ${file.path}`);
+    if (!n) return 0;
+    // The store reads a C string: it ends at the first NUL.
+    const nul = bytes.indexOf(0);
+    store(new TextDecoder().decode(nul < 0 ? bytes : bytes.subarray(0, nul)));
     return n;
   },
 };

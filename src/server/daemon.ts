@@ -22,7 +22,8 @@ import type { EventfdCtx } from '../kernel/eventfd.js';
 import type { Machine } from '../kernel/machine.js';
 import { CAP_LAST_CAP, type Process, RLIM_INFINITY, type SysResult } from '../kernel/process.js';
 import { type File, foreignFile, O_RDWR } from '../kernel/vfs.js';
-import { NOTE_SIZE, Note, Op, type Request, RespFlag, encodeNote, encodeResponse, packStatNode, parseRequests, STAT_DEV_DIR } from './protocol.js';
+import { NOTE_SIZE, Note, Op, type Request, RespFlag, encodeNote, encodeResponse, packStatNode, packStatSysfs, parseRequests, STAT_DEV_DIR } from './protocol.js';
+import { isSysfsPath, sysfsStat } from '../kernel/sysfs.js';
 import { type HugeRange, RemoteMm } from './remote_mm.js';
 
 interface Client {
@@ -370,6 +371,7 @@ export class Daemon {
         return p.poll(req.fd);
       case Op.STAT: {
         const path = req.payload.toString('utf8');
+        if (isSysfsPath(path)) return { ret: packStatSysfs(sysfsStat(this.machine, path, req.a0 === 1n)), errno: 0 };
         if (this.machine.devices.list(path.replace(/(.)\/+$/, '$1'))) return { ret: STAT_DEV_DIR, errno: 0 };
         return { ret: packStatNode(this.machine.devices.lookup(path)), errno: 0 };
       }

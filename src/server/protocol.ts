@@ -119,8 +119,18 @@ export function packStatNode(dev: { major: number; minor: number; mode: number }
   return STAT_NODE | (BigInt(dev.major & 0xfff) << 32n) | (BigInt(dev.minor & 0xfffff) << 12n) | BigInt(dev.mode & 0o7777);
 }
 
+/** Set (with STAT_NODE) for an emulated sysfs attribute; STAT_LNK for a sysfs link. */
+export const STAT_REG = 1n << 60n;
+export const STAT_LNK = 1n << 59n;
+
 /** A devtmpfs directory (mode 0755) as a STAT answer's ret. */
 export const STAT_DEV_DIR = STAT_NODE | STAT_DIR | 0o755n;
+
+/** An emulated sysfs entry as a STAT answer's ret: its type bit, mode in bits 0-11, st_size in bits 12-43. */
+export function packStatSysfs(st: { type: 'dir' | 'reg' | 'lnk'; mode: number; size: number }): bigint {
+  const type = st.type === 'dir' ? STAT_DIR : st.type === 'reg' ? STAT_REG : STAT_LNK;
+  return STAT_NODE | type | (BigInt(st.size & 0xffffffff) << 12n) | BigInt(st.mode & 0o7777);
+}
 
 /** Bits of a response's flags word. */
 export const RespFlag = {
