@@ -30,6 +30,7 @@ import {
   type SpawnOptions,
 } from '../src/index.js';
 import { PM_FILE, PM_MMAP_EXCLUSIVE, PM_PRESENT, TASK_SIZE } from '../src/kernel/mm/mm.js';
+import { CAP_DAC_READ_SEARCH } from '../src/kernel/process.js';
 import { checkedMachine, fails, map, ok, setup, snapshot } from './helpers.js';
 import { mockDomain } from './mock_helpers.js';
 
@@ -282,17 +283,20 @@ describe('pagemap reads', () => {
 });
 
 describe('opening a pagemap', () => {
-  it('another process\'s map needs the same uid and gid, or CAP_SYS_PTRACE: EACCES otherwise, and no pid is ENOENT; refusals make no fd', () => {
+  it('another process\'s map needs the same uid and gid, or CAP_SYS_PTRACE past the file\'s mode 0400: EACCES otherwise, and no pid is ENOENT; refusals make no fd', () => {
     const m = checkedMachine();
     const target = proc(m, { uid: 1000 });
     const stranger = proc(m, { uid: 1001 });
     const otherGroup = proc(m, { uid: 1000, gid: 1001 });
-    const tracer = proc(m, { uid: 1001, caps: [CAP_SYS_PTRACE] });
+    // The file is the target's, mode 0400: a tracer of another uid also needs to get past the mode.
+    const tracerNoDac = proc(m, { uid: 1001, caps: [CAP_SYS_PTRACE] });
+    const tracer = proc(m, { uid: 1001, caps: [CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH] });
     const sibling = proc(m, { uid: 1000 });
     const path = `/proc/${target.pid}/pagemap`;
     const before = state(m);
     fails(stranger.open(path, O_RDONLY), Errno.EACCES);
     fails(otherGroup.open(path, O_RDONLY), Errno.EACCES);
+    fails(tracerNoDac.open(path, O_RDONLY), Errno.EACCES);
     fails(stranger.open('/proc/99999/pagemap', O_RDONLY), Errno.ENOENT);
     assert.equal(state(m), before);
     ok(tracer.open(path, O_RDONLY));
@@ -300,7 +304,7 @@ describe('opening a pagemap', () => {
     ok(target.open(`/proc/${target.pid}/pagemap`, O_RDONLY));
   });
 
-  it('the same uid is not enough when the target holds capabilities the opener lacks (cap_ptrace_access_check): EACCES', { todo: 'procfs.ts pagemapOpen checks uid and gid only; PTRACE_MODE_READ|FSCREDS also needs the target\'s permitted caps to be a subset of the opener\'s effective ones, or CAP_SYS_PTRACE' }, () => {
+  it('the same uid is not enough when the target holds capabilities the opener lacks (cap_ptrace_access_check): EACCES', () => {
     const m = checkedMachine();
     const target = proc(m, { uid: 1000, caps: [CAP_SYS_RAWIO] });
     const user = proc(m, { uid: 1000 });
@@ -323,7 +327,7 @@ describe('opening a pagemap', () => {
     assert.equal(ok(p.read(rw, IO, 8)), 8);
   });
 
-  it('pagemap is mode 0400: its owner cannot open it for writing (EACCES)', { todo: 'procfs.ts pagemapOpen ignores the open flags; fs/proc/base.c registers pagemap S_IRUSR, so only CAP_DAC_OVERRIDE opens it for writing' }, () => {
+  it('pagemap is mode 0400: its owner cannot open it for writing (EACCES)', () => {
     const { m, p } = machine({ uid: 1000 });
     const before = state(m);
     fails(p.open('/proc/self/pagemap', O_WRONLY), Errno.EACCES);

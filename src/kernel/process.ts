@@ -19,6 +19,7 @@ import { checkFileMode, doMmap, fcntlFlags, type File, type FileMapping, filePat
 
 /** Capabilities the emulated kernel checks (include/uapi/linux/capability.h). */
 export const CAP_DAC_OVERRIDE = 1;
+export const CAP_DAC_READ_SEARCH = 2;
 export const CAP_IPC_LOCK = 14;
 export const CAP_SYS_RAWIO = 17;
 export const CAP_SYS_PTRACE = 19;

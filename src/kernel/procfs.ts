@@ -5,8 +5,8 @@
  *   number as kstrtouint does: decimal, 0x hex, 0 octal, one trailing newline allowed). Tasks are
  *   single-threaded processes, so tid equals pid.
  * - /proc/<pid|self>/pagemap, one 64-bit entry per virtual page (Mm.pagemap): how a noiommu driver
- *   learns the physical address to give its device. Opening needs ptrace read access to the
- *   process (proc_mem_open); PFNs are shown only to an opener with CAP_SYS_ADMIN, as
+ *   learns the physical address to give its device. Opening needs the file's mode (0400, the
+ *   process's uid) and ptrace read access to the process (proc_mem_open); PFNs are shown only to an opener with CAP_SYS_ADMIN, as
  *   file_ns_capable checks the opener's credentials; reads are whole entries at entry-aligned
  *   positions (EINVAL otherwise) and stop at the top of the user address space; a process that
  *   exited reads as empty.
@@ -15,9 +15,10 @@
 import { Errno, fail } from '../errno.js';
 import { type Mm, TASK_SIZE } from './mm/mm.js';
 import { PAGE_SHIFT } from './mm/physmem.js';
-import { CAP_SYS_ADMIN, CAP_SYS_PTRACE, type Process } from './process.js';
+import { CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN, type Process } from './process.js';
+import { ptraceDenied } from './ptrace.js';
 import { copyFromUser, copyToUser } from './uaccess.js';
-import { File, type FileOperations } from './vfs.js';
+import { File, type FileOperations, O_RDONLY } from './vfs.js';
 
 const FAIL_NTH = /^\/proc\/(self|\d+)\/task\/(\d+)\/fail-nth$/;
 const PAGEMAP = /^\/proc\/(self|\d+)\/pagemap$/;
@@ -88,11 +89,17 @@ const pagemapFops: FileOperations = {
   },
 };
 
-/** proc_mem_open(PTRACE_MODE_READ): the process's own mm, or one it could ptrace. */
+/**
+ * pagemap is mode 0400, owned by the process's uid: opening it for writing needs
+ * CAP_DAC_OVERRIDE; then proc_mem_open(PTRACE_MODE_READ_FSCREDS): the process's own mm, or one
+ * the opener could ptrace.
+ */
 function pagemapOpen(task: Process, owner: Process, path: string, flags: number): File {
-  if (owner !== task && !(owner.cred.uid === task.cred.uid && owner.cred.gid === task.cred.gid) && !task.capable(CAP_SYS_PTRACE)) {
-    fail(Errno.EACCES, `${path}: process ${task.pid} (uid ${task.cred.uid}) may not read the memory map of process ${owner.pid} (uid ${owner.cred.uid}) without CAP_SYS_PTRACE`);
-  }
+  const owned = task.cred.uid === owner.cred.uid;
+  if ((flags & 3) !== O_RDONLY && !task.capable(CAP_DAC_OVERRIDE)) fail(Errno.EACCES, `${path} is mode 0400: open it read-only`);
+  if (!owned && !task.capable(CAP_DAC_OVERRIDE) && !task.capable(CAP_DAC_READ_SEARCH)) fail(Errno.EACCES, `${path} is mode 0400 and owned by uid ${owner.cred.uid}`);
+  const denied = ptraceDenied(task, owner);
+  if (denied) fail(Errno.EACCES, `${path}: ${denied}`);
   return new File(pagemapFops, path, flags, { mm: owner.mm, showPfn: task.capable(CAP_SYS_ADMIN) } satisfies Pagemap);
 }
 

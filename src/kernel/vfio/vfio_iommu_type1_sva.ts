@@ -23,7 +23,8 @@ import type { Device, IommuGroup } from '../iommu/core.js';
 import type { SvaHandle } from '../iommu/sva.js';
 import type { Machine } from '../machine.js';
 import type { Mm } from '../mm/mm.js';
-import { CAP_SYS_PTRACE, type Process } from '../process.js';
+import type { Process } from '../process.js';
+import { ptraceDenied } from '../ptrace.js';
 import { copyFromUser, copyToUser } from '../uaccess.js';
 import { VFIO_IOMMU_BIND_PID, VFIO_IOMMU_BIND_PROCESS, vfio_iommu_type1_bind, vfio_iommu_type1_bind_process } from '../../uapi/vfio_sva.js';
 
@@ -210,16 +211,13 @@ function readBind(arg: bigint, task: Process, what: string): { params: { flags: 
 
 /**
  * mm_access(task, PTRACE_MODE_ATTACH_REALCREDS): the address space of process `pid`, if the caller
- * could ptrace-attach to it — same process, the same real uid and gid, or CAP_SYS_PTRACE.
+ * could ptrace-attach to it (ptrace.ts).
  */
 function mmOfPid(task: Process, pid: number): Mm {
   const target = task.machine.process(pid);
   if (!target || target.exited || !target.mm.alive) fail(Errno.ESRCH, `no process ${pid} with an address space`);
-  if (target.mm === task.mm) return target.mm;
-  const sameCreds = target.cred.uid === task.cred.uid && target.cred.gid === task.cred.gid;
-  if (!sameCreds && !task.capable(CAP_SYS_PTRACE)) {
-    fail(Errno.EACCES, `process ${task.pid} (uid ${task.cred.uid}) may not ptrace-attach to process ${pid} (uid ${target.cred.uid}) without CAP_SYS_PTRACE`);
-  }
+  const denied = ptraceDenied(task, target);
+  if (denied) fail(Errno.EACCES, `may not ptrace-attach: ${denied}`);
   return target.mm;
 }
 
