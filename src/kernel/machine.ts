@@ -17,8 +17,11 @@ import { DeviceRegistry, File, type FileOperations, O_RDONLY, O_WRONLY } from '.
 import { IrqController } from './irq.js';
 import { type VfioOptions, VfioModule } from './vfio/vfio_main.js';
 
-/** /dev/null: reads end at once, writes vanish. Fds 0-2 of every spawned process point here. */
-const NULL_FOPS: FileOperations = { name: 'null', read: () => 0, write: (_f, _t, _b, count) => count };
+/**
+ * /dev/null: reads end at once, writes vanish; opened through the VFS, so pread/pwrite work too.
+ * Fds 0-2 of every spawned process point here.
+ */
+const NULL_FOPS: FileOperations = { name: 'null', seekable: true, read: () => 0, write: (_f, _t, _b, count) => count };
 
 /** user_struct: what one uid has locked across all its processes. */
 export interface UserStruct {

@@ -60,6 +60,11 @@ const SCRATCH_SIZE = 1n << 20n;
 /** /proc/<self|thread-self|pid>/fd/N: a magic link to the file open at N (no leading zeros, as name_to_int). */
 const PROC_FD_LINK = /^\/proc\/(self|thread-self|[1-9]\d*)\/fd\/(0|[1-9]\d*)$/;
 
+/** rw_verify_area: a position whose end passes LLONG_MAX is EINVAL. */
+function verifyArea(pos: bigint | null, count: number): void {
+  if (pos !== null && pos + BigInt(count) > 0x7fffffffffffffffn) fail(Errno.EINVAL, `position ${pos} + ${count} bytes passes the largest file offset`);
+}
+
 export class Process {
   readonly pid: number;
   readonly machine: Machine;
@@ -375,33 +380,37 @@ export class Process {
 
   /** pread: read at `offset` without moving the file position; ESPIPE on unseekable files. */
   pread(fd: number, buf: bigint, count: number, offset: bigint): SysResult {
-    return this.#sys('pread', { fd, buf: big(buf), count, offset: big(offset) }, () => this.#positioned(fd, offset, (f) => this.#vfsRead(f, buf, count)));
+    return this.#sys('pread', { fd, buf: big(buf), count, offset: big(offset) }, () => this.#positioned(fd, offset, (f) => this.#vfsRead(f, buf, count, offset)));
   }
 
   /** pwrite: write at `offset` without moving the file position; ESPIPE on unseekable files. */
   pwrite(fd: number, buf: bigint, count: number, offset: bigint): SysResult {
-    return this.#sys('pwrite', { fd, buf: big(buf), count, offset: big(offset) }, () => this.#positioned(fd, offset, (f) => this.#vfsWrite(f, buf, count)));
+    return this.#sys('pwrite', { fd, buf: big(buf), count, offset: big(offset) }, () => this.#positioned(fd, offset, (f) => this.#vfsWrite(f, buf, count, offset)));
   }
 
-  /** vfs_read: open for reading (EBADF), then a file that can be read (EINVAL). */
-  #vfsRead(f: File, buf: bigint, count: number): number {
+  /** vfs_read: open for reading (EBADF), then a file that can be read (EINVAL), then rw_verify_area. */
+  #vfsRead(f: File, buf: bigint, count: number, pos: bigint | null = null): number {
     checkFileMode(f, false);
     if (!f.ops.read) fail(Errno.EINVAL, `${f.ops.name} cannot be read`);
+    verifyArea(pos, count);
     return f.ops.read(f, this, buf, count);
   }
 
-  #vfsWrite(f: File, buf: bigint, count: number): number {
+  #vfsWrite(f: File, buf: bigint, count: number, pos: bigint | null = null): number {
     checkFileMode(f, true);
     if (!f.ops.write) fail(Errno.EINVAL, `${f.ops.name} cannot be written`);
+    verifyArea(pos, count);
     return f.ops.write(f, this, buf, count);
   }
 
-  /** ksys_pread64 / ksys_pwrite64: a negative offset first, then the fd, then whether it seeks. */
+  /**
+   * ksys_pread64 / ksys_pwrite64: a negative offset first, then the fd, then whether it seeks.
+   * Positions above 2^53 reach the file rounded (a Number): every file here ends far below that.
+   */
   #positioned(fd: number, offset: bigint, io: (f: File) => number): number {
     if (offset < 0n) fail(Errno.EINVAL, `offset ${offset} is negative`);
     const f = this.fget(fd);
     if (!f.ops.seekable) fail(Errno.ESPIPE, `${f.ops.name} does not support positioned I/O`);
-    if (offset > BigInt(Number.MAX_SAFE_INTEGER)) fail(Errno.EINVAL, `offset ${offset} is beyond what this emulation addresses`);
     const saved = f.pos;
     f.pos = Number(offset);
     try {
