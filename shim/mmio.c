@@ -15,8 +15,9 @@
  *
  * Faults outside these mappings go to the handler the program had before (or the default action).
  * A program that installs its own SIGSEGV handler afterwards takes the faults itself. A forked
- * child reaches the mappings while its parent keeps them; munmap, or a mapping placed over one,
- * gives a mapping back (when none of it is left).
+ * child has the mappings too (the daemon copies them at fork, as the kernel copies VMAs), whatever
+ * its parent does with its own; munmap, or a mapping placed over one, gives a mapping back (when
+ * none of it is left).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
