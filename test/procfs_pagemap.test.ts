@@ -151,7 +151,7 @@ describe('pagemap entries', () => {
     assert.deepEqual([p.peek(va, 1)[0], child.peek(va, 1)[0]], [1, 2]);
   });
 
-  it('right after fork a private page is shared copy-on-write: the same PFN in both maps, exclusive in neither', { todo: 'Mm.fork copies private pages eagerly, so pagemap shows a second frame before any write (copy_present_pte shares it; mapcount 2)' }, () => {
+  it('right after fork a private page is shared copy-on-write: the same PFN in both maps, exclusive in neither', () => {
     const { p } = machine();
     const fd = ok(p.open('/proc/self/pagemap', O_RDONLY));
     const va = p.mmapOrThrow(PAGE);

@@ -689,6 +689,8 @@ describe('noiommu without CAP_SYS_RAWIO', () => {
     const ifd = ok(p.open('/dev/iommu'));
     const child = p.fork();
     child.cred = { ...child.cred, caps: new Set(noRawio.caps) };
+    // The scratch page the ioctl arguments are written to is shared copy-on-write after fork: take it now.
+    child.mm.write(child.scratch(1), new Uint8Array(1));
     const cf = { p: child, io: f.io };
     let before = state(m);
     fails(child.ioctl(grp, VFIO_GROUP_SET_CONTAINER, s32(c)), Errno.EPERM);

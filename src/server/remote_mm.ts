@@ -208,6 +208,11 @@ export class RemoteMm extends Mm {
     return this.#frame(addr);
   }
 
+  /** The client's own kernel does copy-on-write for its pages: a pin takes the page as it is. */
+  protected override pinFrame(addr: bigint, write: boolean): Frame {
+    return this.frameAt(addr, write);
+  }
+
   /** The frame standing for the client's page at `addr` (made on first use). */
   #frame(addr: bigint): Frame {
     const page = Number(addr >> BigInt(PAGE_SHIFT));

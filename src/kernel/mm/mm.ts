@@ -76,6 +76,8 @@ export class Mm {
    */
   readonly releaseNotifiers = new Set<() => void>();
   #hugeReserved = 0;
+  /** Private pages this address space shares copy-on-write with a fork relative (write-protected). */
+  readonly #cow = new Set<number>();
 
   constructor(phys: PhysMem, hugePool: HugePool) {
     this.phys = phys;
@@ -183,15 +185,21 @@ export class Mm {
     const f = this.pages.get(p);
     if (!f) return;
     this.pages.delete(p);
+    this.#cow.delete(p);
     this.phys.put(f);
   }
 
-  /** Handle a fault at page `p` inside `vma`; returns the frame mapped there. */
-  #fault(vma: Vma, p: number, write: boolean): Frame {
+  /**
+   * Handle a fault at page `p` inside `vma`; returns the frame mapped there. A write, or an
+   * `unshare` (what FOLL_PIN asks of a page it pins, even for reading), takes a copy-on-write page
+   * for this address space alone: the frame itself once no one else maps it, else a copy.
+   */
+  #fault(vma: Vma, p: number, write: boolean, unshare = false): Frame {
     if (write ? !(vma.prot & PROT_WRITE) : !(vma.prot & (PROT_READ | PROT_WRITE))) {
       fail(Errno.EFAULT, `${write ? 'write' : 'read'} of 0x${(BigInt(p) << BigInt(PAGE_SHIFT)).toString(16)} violates the mapping's protection`);
     }
     const have = this.pages.get(p);
+    if (have && (write || unshare) && this.#cow.has(p)) return this.#breakCow(p, have);
     if (have) return have;
     if (vma.pageSize === HPAGE_SIZE) {
       const first = Math.floor(p / HPAGE_PAGES) * HPAGE_PAGES;
@@ -204,6 +212,18 @@ export class Mm {
     return f;
   }
 
+  /** wp_page_reuse or wp_page_copy: page `p` becomes this address space's own. */
+  #breakCow(p: number, f: Frame): Frame {
+    this.#cow.delete(p);
+    // Mappings hold the references pins do not: the last one reuses the frame.
+    if (f.refs - f.pins === 1) return f;
+    const nf = this.phys.alloc();
+    if (f.touched) nf.data.set(f.data);
+    this.pages.set(p, nf);
+    this.phys.put(f);
+    return nf;
+  }
+
   /**
    * The CPU page table at `addr` as hardware walking it sees it: the frame if one is present and
    * the access the VMA grants; null if nothing is present there (no fault is taken).
@@ -213,7 +233,8 @@ export class Mm {
     const vma = this.findVma(addr);
     const frame = vma ? this.pages.get(pageIndex(addr)) : undefined;
     if (!vma || !frame) return null;
-    return { frame, read: (vma.prot & PROT_READ) !== 0, write: (vma.prot & PROT_WRITE) !== 0 };
+    // A copy-on-write page is write-protected until a write fault takes it.
+    return { frame, read: (vma.prot & PROT_READ) !== 0, write: (vma.prot & PROT_WRITE) !== 0 && !this.#cow.has(pageIndex(addr)) };
   }
 
   /**
@@ -297,7 +318,7 @@ export class Mm {
     const out: Frame[] = [];
     try {
       for (let i = 0; i < npages; i++) {
-        const f = this.frameAt(addr + BigInt(i) * PAGE_SIZE_N, write);
+        const f = this.pinFrame(addr + BigInt(i) * PAGE_SIZE_N, write);
         this.phys.get(f);
         f.pins++;
         out.push(f);
@@ -309,7 +330,19 @@ export class Mm {
     return out;
   }
 
-  /** A copy of this address space for a forked child. */
+  /** The frame GUP pins at `addr`: faulted in and, if shared copy-on-write, unshared first. */
+  protected pinFrame(addr: bigint, write: boolean): Frame {
+    if (!this.alive) fail(Errno.EFAULT, 'the address space was torn down');
+    const vma = addr < TASK_SIZE ? this.findVma(addr) : undefined;
+    if (!vma) fail(Errno.EFAULT, `address 0x${addr.toString(16)} is not mapped`);
+    return this.#fault(vma, pageIndex(addr), write, (vma.flags & MAP_SHARED) === 0);
+  }
+
+  /**
+   * A copy of this address space for a forked child: shared mappings shared, private pages
+   * shared copy-on-write (copy_present_pte) except pinned ones, which the child gets a copy of at
+   * once (page_needs_cow_for_dma: DMA keeps going to the parent's page).
+   */
   fork(): Mm {
     const child = new Mm(this.phys, this.hugePool);
     // Shared hugetlb mappings are shared, not copied; private ones need pages of their own.
@@ -337,10 +370,15 @@ export class Mm {
             if (src?.touched) nf.data.set(src.data);
             child.pages.set(first + i, nf);
           });
-        } else {
+        } else if (f.pins > 0) {
           const nf = this.phys.alloc();
           if (f.touched) nf.data.set(f.data);
           child.pages.set(p, nf);
+        } else {
+          this.phys.get(f);
+          child.pages.set(p, f);
+          this.#cow.add(p);
+          child.#cow.add(p);
         }
       }
     }
@@ -354,6 +392,7 @@ export class Mm {
     this.releaseNotifiers.clear();
     for (const f of this.pages.values()) this.phys.put(f);
     this.pages.clear();
+    this.#cow.clear();
     this.vmas = [];
     this.hugePool.free += this.#hugeReserved;
     this.#hugeReserved = 0;
