@@ -35,7 +35,6 @@ import {
   iommu_fault_alloc,
   iommu_hwpt_page_response,
   iommu_hwpt_pgfault,
-  KernelError,
   type Machine,
   checkInvariants,
   iommu_hw_info,
@@ -54,7 +53,7 @@ import type { IntelPagingDomain } from '../src/kernel/iommu/drivers/intel.js';
 import { type IommufdDevice, deviceAttach, deviceBind, deviceDetach, deviceReplace, deviceUnbind } from '../src/kernel/iommufd/device.js';
 import { HwptPaging } from '../src/kernel/iommufd/hw_pagetable.js';
 import type { IommufdCtx } from '../src/kernel/iommufd/object.js';
-import { type Fixture, PAGE, call, map, ok, fails, setup, unmap } from './helpers.js';
+import { type Fixture, PAGE, call, map, ok, fails, setup, thrownErrno, unmap } from './helpers.js';
 import { ctxOf, fullSnapshot } from './iommufd_helpers.js';
 
 const IOVA = 0x100000n;
@@ -92,15 +91,6 @@ function check(m: Machine): void {
   assert.deepEqual(m.iommu.checkHardware(), []);
 }
 
-function errnoOf(fn: () => unknown): number {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof KernelError) return e.errno;
-    throw e;
-  }
-  return 0;
-}
 
 const pattern = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff);
 
@@ -217,14 +207,14 @@ describe('bind and attach refusals', () => {
   test('bind is EPERM when MSIs are not isolated, unless allow_unsafe_interrupts', () => {
     const f = fixture({ profile: 'vtd', interruptRemapping: false });
     const before = fullSnapshot(f.m);
-    assert.equal(errnoOf(() => deviceBind(f.ictx, f.p, f.dev)), Errno.EPERM);
+    assert.equal(thrownErrno(() => deviceBind(f.ictx, f.p, f.dev)), Errno.EPERM);
     assert.equal(fullSnapshot(f.m), before);
     assert.equal(f.dev.group!.owner, null);
     f.m.iommufd.allowUnsafeInterrupts = true;
     const { idev } = attach(f, f.dev);
     assert.ok(idev.id > 0);
     const smmu = fixture({ profile: 'smmuv3', msiIsolated: false });
-    assert.equal(errnoOf(() => deviceBind(smmu.ictx, smmu.p, smmu.dev)), Errno.EPERM);
+    assert.equal(thrownErrno(() => deviceBind(smmu.ictx, smmu.p, smmu.dev)), Errno.EPERM);
   });
 
   test('a device whose group a kernel driver uses cannot be bound (EPERM)', () => {
@@ -232,7 +222,7 @@ describe('bind and attach refusals', () => {
     const sibling = f.m.addPciDevice({ bdf: '0000:00:03.1', iommu: f.unit, group: f.dev });
     sibling.bindDriver('e1000e', false);
     const before = fullSnapshot(f.m);
-    assert.equal(errnoOf(() => deviceBind(f.ictx, f.p, f.dev)), Errno.EPERM);
+    assert.equal(thrownErrno(() => deviceBind(f.ictx, f.p, f.dev)), Errno.EPERM);
     assert.equal(fullSnapshot(f.m), before);
     sibling.unbindDriver();
     attach(f, f.dev);
@@ -242,7 +232,7 @@ describe('bind and attach refusals', () => {
     const f = fixture();
     const sibling = f.m.addPciDevice({ bdf: '0000:00:03.1', iommu: f.unit, group: f.dev });
     attach(f, f.dev);
-    assert.equal(errnoOf(() => sibling.bindDriver('e1000e', false)), Errno.EBUSY);
+    assert.equal(thrownErrno(() => sibling.bindDriver('e1000e', false)), Errno.EBUSY);
   });
 
   test('two devices of one group must attach to the same HWPT (EINVAL otherwise)', () => {
@@ -252,7 +242,7 @@ describe('bind and attach refusals', () => {
     const ib = deviceBind(f.ictx, f.p, b);
     const other = hwptAlloc(f, ib, f.ioas, 0);
     const before = fullSnapshot(f.m);
-    assert.equal(errnoOf(() => deviceAttach(ib, f.p, { id: other })), Errno.EINVAL);
+    assert.equal(thrownErrno(() => deviceAttach(ib, f.p, { id: other })), Errno.EINVAL);
     assert.equal(fullSnapshot(f.m), before);
     const pt = { id: f.ioas };
     deviceAttach(ib, f.p, pt);
@@ -284,7 +274,7 @@ describe('fault injection', () => {
       for (; n < 50; n++) {
         const before = fullSnapshot(f.m);
         f.p.setFailNth(n);
-        const errno = errnoOf(() => deviceAttach(idev, f.p, { id: f.ioas }));
+        const errno = thrownErrno(() => deviceAttach(idev, f.p, { id: f.ioas }));
         f.p.setFailNth(0);
         if (!errno) break;
         assert.equal(fullSnapshot(f.m), before, `fail-nth ${n} left state behind`);
@@ -314,7 +304,7 @@ describe('reserved regions', () => {
     const idev = deviceBind(f.ictx, f.p, f.dev);
     const before = fullSnapshot(f.m);
     const domain = f.dev.group!.domain;
-    assert.equal(errnoOf(() => deviceAttach(idev, f.p, { id: f.ioas })), Errno.EADDRINUSE);
+    assert.equal(thrownErrno(() => deviceAttach(idev, f.p, { id: f.ioas })), Errno.EADDRINUSE);
     assert.equal(fullSnapshot(f.m), before);
     assert.equal(f.dev.group!.domain, domain);
     check(f.m);
@@ -372,7 +362,7 @@ describe('automatic domains across devices and units', () => {
     const other = attach(f, b).hwpt;
     ok(map(f, f.buf, PAGE, IOVA));
     const before = fullSnapshot(f.m);
-    assert.equal(errnoOf(() => deviceReplace(idev, f.p, { id: other })), Errno.ENOENT);
+    assert.equal(thrownErrno(() => deviceReplace(idev, f.p, { id: other })), Errno.ENOENT);
     check(f.m);
     assert.ok(f.dev.dmaRead(IOVA, 4).ok, 'still translating through its own HWPT');
     // As in 6.12's iommufd_device_do_replace, the error path removes the group's reserved
@@ -536,7 +526,7 @@ describe('VT-d nested translation', () => {
     const { parent, cfg } = nestedSetup(f, idev);
     const q = call(f.p, f.fd, IOMMU_FAULT_QUEUE_ALLOC, iommu_fault_alloc, {});
     const nested = hwptAlloc(f, idev, parent, IOMMU_HWPT_FAULT_ID_VALID, { type: IOMMU_HWPT_DATA_VTD_S1, uptr: cfg, len: iommu_hwpt_vtd_s1.size }, q.out.out_fault_id);
-    assert.equal(errnoOf(() => deviceAttach(idev, f.p, { id: nested })), Errno.ENODEV);
+    assert.equal(thrownErrno(() => deviceAttach(idev, f.p, { id: nested })), Errno.ENODEV);
     check(f.m);
     const r = f.dev.dmaRead(0x6000n, 4);
     assert.ok(!r.ok && !('pageRequest' in r));
@@ -594,7 +584,7 @@ describe('VT-d nested translation', () => {
     const cfg = f.p.mmapOrThrow(PAGE);
     ok(f.p.poke(cfg, iommu_hwpt_vtd_s1.encode({ flags: 1n /* IOMMU_VTD_S1_SRE */, pgtbl_addr: 0n, addr_width: 48 })));
     const nested = hwptAlloc(f, idev, parent, 0, { type: IOMMU_HWPT_DATA_VTD_S1, uptr: cfg, len: iommu_hwpt_vtd_s1.size });
-    assert.equal(errnoOf(() => deviceAttach(idev, f.p, { id: nested })), Errno.EINVAL);
+    assert.equal(thrownErrno(() => deviceAttach(idev, f.p, { id: nested })), Errno.EINVAL);
     check(f.m);
     assert.equal(f.unit.context(f.dev.rid).mode, 'blocked');
   });

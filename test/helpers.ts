@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   Errno,
+  KernelError,
   IOMMU_IOAS_ALLOC,
   IOMMU_IOAS_MAP,
   IOMMU_IOAS_MAP_FIXED_IOVA,
@@ -40,6 +41,17 @@ export function rng(seed: number): () => number {
     x ^= x << 5;
     return (x >>> 0) / 2 ** 32;
   };
+}
+
+/** The errno a kernel-side call threw as a KernelError (0 when it returned); anything else is rethrown. */
+export function thrownErrno(f: () => unknown): number {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof KernelError) return e.errno;
+    throw e;
+  }
+  return 0;
 }
 
 /** A machine that fails the test the moment any call leaves it inconsistent. */

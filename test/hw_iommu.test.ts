@@ -7,7 +7,7 @@
 
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { Errno, KernelError, Machine } from '../src/index.js';
+import { Errno, Machine } from '../src/index.js';
 import { IOPTE_READ, IOPTE_WRITE } from '../src/hw/io_pgtable.js';
 import type { HwIommu, HwIommuOptions } from '../src/hw/iommu.js';
 import type { PciDevice } from '../src/hw/pci.js';
@@ -16,6 +16,7 @@ import { SmmuDomain } from '../src/kernel/iommu/drivers/arm_smmu_v3.js';
 import { IntelPagingDomain } from '../src/kernel/iommu/drivers/intel.js';
 import { cap, ecap } from '../src/hw/vtd_regs.js';
 import { remappableMsiAddress } from '../src/kernel/irq.js';
+import { thrownErrno } from './helpers.js';
 import {
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
   IOMMU_HWPT_ALLOC_NEST_PARENT,
@@ -57,15 +58,6 @@ function frames(m: Machine, pages: number): bigint {
   return BigInt(m.phys.allocContig(pages)[0]!.pfn) * K4;
 }
 
-function errnoOf(fn: () => unknown): number {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof KernelError) return e.errno;
-    throw e;
-  }
-  return 0;
-}
 
 describe('VT-d unit', () => {
   test('capabilities are read back from CAP_REG/ECAP_REG and match the profile', () => {
@@ -106,18 +98,18 @@ describe('VT-d unit', () => {
     const { dev } = rig();
     const noNest = rig({ profile: 'vtd', nesting: false, dirtyTracking: false }, '0000:00:04.0');
     const ops = dev.ops;
-    assert.equal(errnoOf(() => ops.domainAllocUser!(dev, 1 << 5, null, null)), Errno.EOPNOTSUPP);
-    assert.equal(errnoOf(() => noNest.dev.ops.domainAllocUser!(noNest.dev, IOMMU_HWPT_ALLOC_NEST_PARENT, null, null)), Errno.EOPNOTSUPP);
-    assert.equal(errnoOf(() => noNest.dev.ops.domainAllocUser!(noNest.dev, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, null, null)), Errno.EOPNOTSUPP);
+    assert.equal(thrownErrno(() => ops.domainAllocUser!(dev, 1 << 5, null, null)), Errno.EOPNOTSUPP);
+    assert.equal(thrownErrno(() => noNest.dev.ops.domainAllocUser!(noNest.dev, IOMMU_HWPT_ALLOC_NEST_PARENT, null, null)), Errno.EOPNOTSUPP);
+    assert.equal(thrownErrno(() => noNest.dev.ops.domainAllocUser!(noNest.dev, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, null, null)), Errno.EOPNOTSUPP);
     const p = new Machine().spawn();
-    assert.equal(errnoOf(() => ops.domainAllocUser!(dev, 0, null, { type: 1, uptr: 0n, len: 24, task: p })), Errno.EOPNOTSUPP);
+    assert.equal(thrownErrno(() => ops.domainAllocUser!(dev, 0, null, { type: 1, uptr: 0n, len: 24, task: p })), Errno.EOPNOTSUPP);
     const parent = ops.domainAllocUser!(dev, IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING, null, null) as IntelPagingDomain;
     assert.ok(parent instanceof IntelPagingDomain && parent.nestedParent && parent.dirtyCapable);
     assert.equal(parent.type, 'unmanaged');
-    assert.equal(errnoOf(() => ops.domainAllocUser!(dev, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, parent, { type: 1, uptr: 0n, len: 24, task: p })), Errno.EOPNOTSUPP);
-    assert.equal(errnoOf(() => ops.domainAllocUser!(dev, 0, parent, { type: 0, uptr: 0n, len: 24, task: p })), Errno.EOPNOTSUPP);
+    assert.equal(thrownErrno(() => ops.domainAllocUser!(dev, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, parent, { type: 1, uptr: 0n, len: 24, task: p })), Errno.EOPNOTSUPP);
+    assert.equal(thrownErrno(() => ops.domainAllocUser!(dev, 0, parent, { type: 0, uptr: 0n, len: 24, task: p })), Errno.EOPNOTSUPP);
     const notParent = ops.domainAllocUser!(dev, 0, null, null);
-    assert.equal(errnoOf(() => ops.domainAllocUser!(dev, 0, notParent, { type: 1, uptr: 0n, len: 24, task: p })), Errno.EINVAL);
+    assert.equal(thrownErrno(() => ops.domainAllocUser!(dev, 0, notParent, { type: 1, uptr: 0n, len: 24, task: p })), Errno.EINVAL);
     parent.free();
     notParent.free();
   });
@@ -166,10 +158,10 @@ describe('SMMUv3 unit', () => {
 
   test('domain_alloc_user takes only DIRTY_TRACKING: no nest parents, no driver data', () => {
     const { dev } = rig({ profile: 'smmuv3', httu: true });
-    assert.equal(errnoOf(() => dev.ops.domainAllocUser!(dev, IOMMU_HWPT_ALLOC_NEST_PARENT, null, null)), Errno.EOPNOTSUPP);
+    assert.equal(thrownErrno(() => dev.ops.domainAllocUser!(dev, IOMMU_HWPT_ALLOC_NEST_PARENT, null, null)), Errno.EOPNOTSUPP);
     const d = dev.ops.domainAllocUser!(dev, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, null, null);
     assert.ok(d instanceof SmmuDomain && d.dirtyCapable);
-    assert.equal(errnoOf(() => dev.ops.domainAllocUser!(dev, 0, d, null)), Errno.EOPNOTSUPP);
+    assert.equal(thrownErrno(() => dev.ops.domainAllocUser!(dev, 0, d, null)), Errno.EOPNOTSUPP);
     d.free();
   });
 
@@ -182,7 +174,7 @@ describe('SMMUv3 unit', () => {
     const d = da.ops.domainAllocUser!(da, 0, null, null);
     const before = db.group!.domain;
     db.group!.claimDmaOwner('x');
-    assert.equal(errnoOf(() => db.group!.attachDomain(d)), Errno.EINVAL);
+    assert.equal(thrownErrno(() => db.group!.attachDomain(d)), Errno.EINVAL);
     assert.notEqual(db.group!.domain, before, 'the group stays on its blocking domain');
     assert.equal(db.group!.domain, db.group!.blockingDomain);
     assert.deepEqual(m.iommu.checkHardware(), []);
@@ -191,7 +183,7 @@ describe('SMMUv3 unit', () => {
 
   test('IOPF cannot be enabled for a PCI function', () => {
     const { dev } = rig({ profile: 'smmuv3' });
-    assert.equal(errnoOf(() => dev.ops.enableIopf!(dev)), Errno.EINVAL);
+    assert.equal(thrownErrno(() => dev.ops.enableIopf!(dev)), Errno.EINVAL);
   });
 });
 
@@ -386,7 +378,7 @@ describe('dirty tracking by device writes', () => {
     assert.ok(r.dev.dmaWrite(0x1000n, new Uint8Array(4)).ok);
     assert.equal(d.dirtyLeaves.size, 0, 'tracking is off');
     const seen: [bigint, bigint][] = [];
-    assert.equal(errnoOf(() => d.readAndClearDirty(0n, 2n * M2, 0, (i, l) => seen.push([i, l]))), Errno.EINVAL);
+    assert.equal(thrownErrno(() => d.readAndClearDirty(0n, 2n * M2, 0, (i, l) => seen.push([i, l]))), Errno.EINVAL);
     d.setDirtyTracking(true);
     assert.ok(r.dev.dmaWrite(M2 + 0x10n, new Uint8Array(4)).ok);
     assert.ok(r.dev.dmaWrite(4n * M2, new Uint8Array(4)).ok);
@@ -413,7 +405,7 @@ describe('dirty tracking by device writes', () => {
     const seen: bigint[] = [];
     d.readAndClearDirty(0x4000n, 2n * K4, 0, (i) => seen.push(i));
     assert.deepEqual(seen, [0x5000n]);
-    assert.equal(errnoOf(() => d.readAndClearDirty(0x4000n, 3n * K4, 0, null)), Errno.EINVAL);
+    assert.equal(thrownErrno(() => d.readAndClearDirty(0x4000n, 3n * K4, 0, null)), Errno.EINVAL);
   });
 });
 

@@ -6,10 +6,10 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Errno, KernelError } from '../src/index.js';
+import { Errno } from '../src/index.js';
 import { BlockedDomain, Device, IOMMU_RESV, type IommuDriver, type ResvRegion } from '../src/kernel/iommu/core.js';
 import { DT_DIR, DT_LNK, DT_REG, sysfsList, sysfsText } from '../src/kernel/sysfs.js';
-import { checkedMachine } from './helpers.js';
+import { checkedMachine, thrownErrno } from './helpers.js';
 
 /** A driver whose devices report fixed reserved regions; enough of iommu_ops for sysfs. */
 function regionsDriver(regions: ResvRegion[]): IommuDriver {
@@ -66,19 +66,10 @@ describe('sysfs iommu_groups', () => {
   test('a missing group, a file listed as a directory and a directory read as a file are refused', () => {
     const m = checkedMachine();
     m.iommu.allocGroup().addDevice(new Device('a', 'test'), regionsDriver([]));
-    const errno = (f: () => unknown): number => {
-      try {
-        f();
-      } catch (e) {
-        if (e instanceof KernelError) return e.errno;
-        throw e;
-      }
-      return 0;
-    };
-    assert.equal(errno(() => sysfsList(m, '/sys/kernel/iommu_groups/7')), Errno.ENOENT);
-    assert.equal(errno(() => sysfsList(m, '/sys/kernel/iommu_groups/0/type')), Errno.ENOTDIR);
-    assert.equal(errno(() => sysfsText(m, '/sys/kernel/iommu_groups/0')), Errno.EISDIR);
-    assert.equal(errno(() => sysfsText(m, '/sys/kernel/iommu_groups/0/devices/zz')), Errno.ENOENT);
+    assert.equal(thrownErrno(() => sysfsList(m, '/sys/kernel/iommu_groups/7')), Errno.ENOENT);
+    assert.equal(thrownErrno(() => sysfsList(m, '/sys/kernel/iommu_groups/0/type')), Errno.ENOTDIR);
+    assert.equal(thrownErrno(() => sysfsText(m, '/sys/kernel/iommu_groups/0')), Errno.EISDIR);
+    assert.equal(thrownErrno(() => sysfsText(m, '/sys/kernel/iommu_groups/0/devices/zz')), Errno.ENOENT);
   });
 
   test('a process opens an attribute read-only and reads its text; for writing it is EACCES', () => {

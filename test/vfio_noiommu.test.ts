@@ -19,7 +19,6 @@ import {
   IOMMU_VFIO_IOAS_CLEAR,
   IOMMU_VFIO_IOAS_GET,
   IOMMU_VFIO_IOAS_SET,
-  KernelError,
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_PRIVATE,
@@ -67,7 +66,7 @@ import { PM_PRESENT } from '../src/kernel/mm/mm.js';
 import { CAP_DAC_OVERRIDE, CAP_LAST_CAP, CAP_SYS_RAWIO } from '../src/kernel/process.js';
 import { sysfsList, sysfsReadlink, sysfsText } from '../src/kernel/sysfs.js';
 import { filePath } from '../src/kernel/vfs.js';
-import { call, checkedMachine, fails, ioasAlloc, ok, snapshot } from './helpers.js';
+import { call, checkedMachine, fails, ioasAlloc, ok, snapshot, thrownErrno } from './helpers.js';
 import { setIrqs, vcall } from './vfio_helpers.js';
 
 const PAGE = 4096n;
@@ -134,16 +133,6 @@ function node(m: Machine, path: string): number[] {
   return [n.major, n.minor, n.mode];
 }
 
-/** The errno a kernel-side call threw (0 when it returned). */
-function thrown(f: () => unknown): number {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof KernelError) return e.errno;
-    throw e;
-  }
-  return 0;
-}
 
 /** The names in an emulated /dev or /sys directory, without "." and "..", sorted; or the errno. */
 function ls(f: Pick<Fx, 'p' | 'io'>, path: string): string[] | string {
@@ -386,7 +375,7 @@ describe('vfio-pci binding a function without an IOMMU', () => {
     const f = { m, p: proc(m), io: IO };
     const pdev = m.addPciDevice({ bdf: '0000:00:05.0', iommu: null, model: new EduDevice() });
     const before = state(m);
-    assert.equal(thrown(() => m.vfio.pci.bind(pdev)), Errno.EINVAL);
+    assert.equal(thrownErrno(() => m.vfio.pci.bind(pdev)), Errno.EINVAL);
     assert.equal(state(m), before);
     assert.equal(pdev.driver, null);
     assert.deepEqual(m.vfio.devices(), []);
@@ -410,7 +399,7 @@ describe('vfio-pci binding a function without an IOMMU', () => {
     assert.equal(sysfsText(m, NOIOMMU_PARAM), 'N\n');
 
     const before = state(m);
-    assert.equal(thrown(() => m.vfio.pci.bind(pdev)), Errno.EINVAL);
+    assert.equal(thrownErrno(() => m.vfio.pci.bind(pdev)), Errno.EINVAL);
     assert.equal(state(m), before);
     assert.deepEqual(ls(f, '/dev/vfio'), ['noiommu-0', 'vfio'], 'edu\'s group stayed');
     ok(p.close(ok(p.open(GROUP))));
@@ -470,7 +459,7 @@ describe('the noiommu group on the guest without VT-d (oracle vfio_noiommu.expec
     assert.equal(ls(f, '/dev/vfio/devices'), 'ENOENT');
     assert.deepEqual(node(m, GROUP), [249, 0, 0o600]);
     assert.equal(sysfsReadlink(m, `${SYSDEV}/iommu_group`), '../../../kernel/iommu_groups/0');
-    assert.equal(thrown(() => sysfsReadlink(m, `${SYSDEV}/iommu`)), Errno.ENOENT);
+    assert.equal(thrownErrno(() => sysfsReadlink(m, `${SYSDEV}/iommu`)), Errno.ENOENT);
     assert.deepEqual(ls(f, '/sys/kernel/iommu_groups'), ['0']);
     assert.deepEqual(ls(f, '/sys/kernel/iommu_groups/0'), ['devices', 'name', 'reserved_regions', 'type']);
     assert.deepEqual(ls(f, '/sys/kernel/iommu_groups/0/devices'), [EDU]);
@@ -479,7 +468,7 @@ describe('the noiommu group on the guest without VT-d (oracle vfio_noiommu.expec
     assert.equal(sysfsText(m, '/sys/kernel/iommu_groups/0/reserved_regions'), '');
     assert.deepEqual(ls(f, `${SYSDEV}/vfio-dev`), ['vfio0']);
     assert.deepEqual(ls(f, `${SYSDEV}/vfio-dev/vfio0`), ['device', 'power', 'subsystem', 'uevent']);
-    assert.equal(thrown(() => sysfsText(m, `${SYSDEV}/vfio-dev/vfio0/dev`)), Errno.ENOENT);
+    assert.equal(thrownErrno(() => sysfsText(m, `${SYSDEV}/vfio-dev/vfio0/dev`)), Errno.ENOENT);
     assert.equal(sysfsText(m, `${SYSDEV}/vfio-dev/vfio0/uevent`), '');
     assert.deepEqual(ls(f, '/sys/class/vfio'), ['noiommu-0']);
     assert.deepEqual(ls(f, '/sys/class/vfio-dev'), ['vfio0']);
