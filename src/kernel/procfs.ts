@@ -13,6 +13,7 @@
  */
 
 import { Errno, fail } from '../errno.js';
+import { kstrtouint } from './lib/kstrtox.js';
 import { type Mm, TASK_SIZE } from './mm/mm.js';
 import { PAGE_SHIFT } from './mm/physmem.js';
 import { CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN, type Process } from './process.js';
@@ -44,13 +45,7 @@ const failNthFops: FileOperations = {
   },
   write(file, task, buf, count) {
     const raw = new TextDecoder().decode(copyFromUser(task, buf, count, 'writing fail-nth'));
-    const text = raw.endsWith('\n') ? raw.slice(0, -1) : raw;
-    const m = /^\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(text);
-    if (!m) fail(Errno.EINVAL, `fail-nth takes an unsigned number, got ${JSON.stringify(raw)}`);
-    const s = m[1]!;
-    const n = s.startsWith('0x') || s.startsWith('0X') ? Number.parseInt(s.slice(2), 16) : s.length > 1 && s.startsWith('0') ? Number.parseInt(s, 8) : Number(s);
-    if (n > 0xffffffff) fail(Errno.ERANGE, `fail-nth value ${s} does not fit in 32 bits`);
-    target(file).failNth = n;
+    target(file).failNth = kstrtouint(raw, 'fail-nth');
     return count;
   },
 };

@@ -30,6 +30,7 @@ import { PciDevice } from '../hw/pci.js';
 import { IOMMU_RESV, type IommuGroup, type ResvRegion } from './iommu/core.js';
 import type { Machine } from './machine.js';
 import { CAP_DAC_OVERRIDE, CAP_SYS_ADMIN, type Process } from './process.js';
+import { kstrtobool, kstrtouint } from './lib/kstrtox.js';
 import { copyFromUser, copyToUser } from './uaccess.js';
 import { VFIO_CDEV_MAJOR, VFIO_GROUP_MAJOR } from './vfio/vfio_main.js';
 import { File, type FileOperations, O_RDONLY } from './vfs.js';
@@ -236,35 +237,14 @@ function sysRoot(m: Machine): Node {
   };
 }
 
-/** param_get_bool / param_set_bool: kstrtobool decides on the first character (the second after o/O). */
-function boolParam(get: () => boolean, set: (v: boolean) => void): Node {
-  return {
-    text: () => `${get() ? 'Y' : 'N'}\n`,
-    store: (v) => {
-      const c = v[0] ?? '';
-      const on = 'yYtT1'.includes(c) || ((c === 'o' || c === 'O') && 'nN'.includes(v[1] ?? '-'));
-      const off = 'nNfF0'.includes(c) || ((c === 'o' || c === 'O') && 'fF'.includes(v[1] ?? '-'));
-      if (c && on) set(true);
-      else if (c && off) set(false);
-      else fail(Errno.EINVAL, `${JSON.stringify(v)} is not a boolean (kstrtobool: y/t/1/on, n/f/0/off)`);
-    },
-  };
+/** param_get_bool / param_set_bool. */
+function boolParam(name: string, get: () => boolean, set: (v: boolean) => void): Node {
+  return { text: () => `${get() ? 'Y' : 'N'}\n`, store: (v) => set(kstrtobool(v, name)) };
 }
 
-/** param_get_uint / param_set_uint (kstrtouint base 0: decimal, 0x hex, 0 octal; one trailing newline). */
-function uintParam(get: () => number, set: (v: number) => void): Node {
-  return {
-    text: () => `${get()}\n`,
-    store: (raw) => {
-      const v = raw.endsWith('\n') ? raw.slice(0, -1) : raw;
-      const m = /^\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(v);
-      if (!m) fail(Errno.EINVAL, `${JSON.stringify(raw)} is not an unsigned number`);
-      const t = m[1]!;
-      const n = /^0[xX]/.test(t) ? BigInt(t) : t.length > 1 && t.startsWith('0') ? BigInt(`0o${t.slice(1)}`) : BigInt(t);
-      if (n > 0xffffffffn) fail(Errno.ERANGE, `${t} does not fit in 32 bits`);
-      set(Number(n));
-    },
-  };
+/** param_get_uint / param_set_uint. */
+function uintParam(name: string, get: () => number, set: (v: number) => void): Node {
+  return { text: () => `${get()}\n`, store: (v) => set(kstrtouint(v, name)) };
 }
 
 /** The module parameters (and versions) of iommufd, vfio and vfio_iommu_type1. */
@@ -273,12 +253,12 @@ function modules(m: Machine): Record<string, Node> {
   return {
     iommufd: {
       dir: () => ({
-        parameters: { dir: () => ({ allow_unsafe_interrupts: boolParam(() => m.iommufd.allowUnsafeInterrupts, (v) => (m.iommufd.allowUnsafeInterrupts = v)) }) },
+        parameters: { dir: () => ({ allow_unsafe_interrupts: boolParam('allow_unsafe_interrupts', () => m.iommufd.allowUnsafeInterrupts, (v) => (m.iommufd.allowUnsafeInterrupts = v)) }) },
       }),
     },
     vfio: {
       dir: () => ({
-        parameters: { dir: () => ({ enable_unsafe_noiommu_mode: boolParam(() => m.vfio.noiommu, (v) => (m.vfio.noiommu = v)) }) },
+        parameters: { dir: () => ({ enable_unsafe_noiommu_mode: boolParam('enable_unsafe_noiommu_mode', () => m.vfio.noiommu, (v) => (m.vfio.noiommu = v)) }) },
         version: text('0.3\n'),
       }),
     },
@@ -287,9 +267,9 @@ function modules(m: Machine): Record<string, Node> {
         version: text('0.2\n'),
         parameters: {
           dir: () => ({
-            allow_unsafe_interrupts: boolParam(() => t1.allowUnsafeInterrupts, (v) => (t1.allowUnsafeInterrupts = v)),
-            disable_hugepages: boolParam(() => t1.disableHugepages, (v) => (t1.disableHugepages = v)),
-            dma_entry_limit: uintParam(() => t1.dmaEntryLimit, (v) => (t1.dmaEntryLimit = v)),
+            allow_unsafe_interrupts: boolParam('allow_unsafe_interrupts', () => t1.allowUnsafeInterrupts, (v) => (t1.allowUnsafeInterrupts = v)),
+            disable_hugepages: boolParam('disable_hugepages', () => t1.disableHugepages, (v) => (t1.disableHugepages = v)),
+            dma_entry_limit: uintParam('dma_entry_limit', () => t1.dmaEntryLimit, (v) => (t1.dmaEntryLimit = v)),
           }),
         },
       }),
